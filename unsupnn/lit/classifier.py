@@ -1,0 +1,87 @@
+"""The downstream classifier: a (pretrained or fresh) encoder under a linear or MLP head."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from unsupnn.io import build_encoder
+
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True}
+
+
+class LitClassifier(pl.LightningModule):
+    """Encoder (built from its spec) + head, trained with cross-entropy.
+
+    ``freeze_encoder=True`` is the linear probe; otherwise the encoder is fine-tuned at ``encoder_lr``
+    (default: ``lr``) while the head learns at ``lr``. The weights of a pretrained encoder are loaded by
+    the caller (``model.encoder.load_state_dict``), so the module needs nothing but plain values.
+    """
+
+    def __init__(
+        self,
+        *,
+        encoder_spec: list[dict],
+        n_classes: int,
+        freeze_encoder: bool = False,
+        head: str = "linear",
+        head_hidden: int = 256,
+        lr: float = 1e-3,
+        encoder_lr: float | None = None,
+        weight_decay: float = 0.0,
+        optimizer: dict | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.encoder = build_encoder(encoder_spec)
+        width = self.encoder.out_features
+        if head == "linear":
+            self.head = nn.Linear(width, n_classes)
+        elif head == "mlp":
+            self.head = nn.Sequential(nn.Linear(width, head_hidden), nn.ReLU(), nn.Linear(head_hidden, n_classes))
+        else:
+            raise ValueError(f"classifier.head={head!r}; use 'linear' or 'mlp'")
+        if freeze_encoder:
+            self.encoder.requires_grad_(False)
+        # One metric object per split, so each accumulates over its own epoch (keys avoid Module.train).
+        self.acc = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes=n_classes, average="micro") for s in ("train", "val", "test")})
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.encoder(x))
+
+    def on_train_epoch_start(self) -> None:
+        if self.hparams.freeze_encoder:
+            self.encoder.eval()  # a frozen encoder keeps eval-mode behaviour (dropout off) while training
+
+    def _step(self, batch: Any, split: str) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        acc = self.acc[f"{split}_acc"]
+        acc(logits, y)
+        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True)
+        self.log(f"{split}/acc", acc, on_step=False, on_epoch=True, prog_bar=split != "train")
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        groups = [{"params": self.head.parameters(), "lr": hp.lr}]
+        if not hp.freeze_encoder:
+            groups.append({"params": self.encoder.parameters(), "lr": hp.encoder_lr or hp.lr})
+        factory = instantiate(hp.optimizer or DEFAULT_OPTIMIZER)
+        return factory(groups, lr=hp.lr, weight_decay=hp.weight_decay)

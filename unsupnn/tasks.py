@@ -1,0 +1,184 @@
+"""The work behind the command-line tools: plain functions, DictConfig in, metrics out.
+
+``train(cfg)`` trains an unsupervised model and exports its encoder; ``pretrain(cfg)`` runs the whole
+pipeline (train, export, probe / fine-tune / scratch classifiers, logistic baselines) and writes
+``results.json``. Tests call them in-process with a composed config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from sklearn.linear_model import LogisticRegression
+
+from unsupnn.io import load_encoder, save_encoder
+from unsupnn.lit.classifier import LitClassifier
+
+ENCODER_FILE = "encoder.safetensors"
+METHODS = ("probe", "finetune", "scratch", "raw_logistic", "features_logistic")
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically: a kill leaves the previous file or the new one, never half of one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _trainer(cfg: DictConfig, run_dir: Path, phase: str, *, max_epochs: int | None = None, monitor: str | None = None):
+    """A Trainer for one phase: its own TensorBoard version and checkpoint folder under the run dir."""
+    logger = instantiate(cfg.logger, version=phase) if cfg.get("logger") else False
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints" / phase,
+        filename="best" if monitor else "epoch{epoch}",
+        auto_insert_metric_name=False,
+        monitor=monitor,
+        mode="max",
+        save_last=monitor is None,
+    )
+    overrides = {"max_epochs": max_epochs} if max_epochs is not None else {}
+    return instantiate(cfg.trainer, logger=logger, callbacks=[checkpoint], **overrides)
+
+
+def _scalars(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in sorted(metrics.items())}
+
+
+def _setup_data(cfg: DictConfig):
+    dm = instantiate(cfg.data)
+    dm.setup()
+    return dm
+
+
+def train(cfg: DictConfig, datamodule=None) -> dict[str, Any]:
+    """Train cfg.model on cfg.data without labels and export the encoder into the run directory."""
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = datamodule or _setup_data(cfg)
+    model = instantiate(cfg.model, n_features=dm.n_features, _recursive_=False, _convert_="all")
+    model.check_input(dm.x_train, what=f"data={dm.name} (training split)")
+
+    trainer = _trainer(cfg, run_dir, "pretrain")
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=dm)
+    seconds = time.perf_counter() - start
+
+    encoder_path = save_encoder(
+        model,
+        run_dir / ENCODER_FILE,
+        metadata={"model": model.model_name, "data": dm.name, "n_features": dm.n_features, "hparams": dict(model.hparams)},
+    )
+    summary = {
+        "model": model.model_name,
+        "data": dm.name,
+        "encoder": str(encoder_path),
+        "seconds": round(seconds, 3),
+        "metrics": _scalars(trainer.callback_metrics),
+    }
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    write_json(run_dir / "results.json", {"pretrain": summary})
+    return {"summary": summary, "datamodule": dm, "model": model}
+
+
+def _fit_classifier(cfg: DictConfig, run_dir: Path, dm, method: str, encoder) -> tuple[float, float]:
+    """Train encoder + head (probe, finetune or scratch); return (test accuracy, seconds)."""
+    ccfg = cfg.classifier
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    clf = LitClassifier(
+        encoder_spec=encoder.spec,
+        n_classes=dm.n_classes,
+        freeze_encoder=method == "probe",
+        head=ccfg.head,
+        head_hidden=ccfg.head_hidden,
+        lr=ccfg.lr,
+        # A fresh encoder learns at the head's rate; a pretrained one is fine-tuned more gently.
+        encoder_lr=ccfg.lr if method == "scratch" else ccfg.encoder_lr,
+        weight_decay=ccfg.weight_decay,
+        optimizer=OmegaConf.to_container(ccfg.optimizer, resolve=True),
+    )
+    if method != "scratch":
+        clf.encoder.load_state_dict(encoder.state_dict())
+    has_val = len(dm.x_val) > 0
+    trainer = _trainer(cfg, run_dir, method, max_epochs=ccfg.max_epochs, monitor="val/acc" if has_val else None)
+    loaders = _labelled_loaders(dm, ccfg.batch_size)
+    start = time.perf_counter()
+    trainer.fit(clf, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])
+    seconds = time.perf_counter() - start
+    # The best checkpoint by validation accuracy is the one evaluated (the last one without validation).
+    result = trainer.test(clf, dataloaders=loaders["test"], ckpt_path="best" if has_val else None, verbose=False)
+    return result[0]["test/acc"], seconds
+
+
+def _labelled_loaders(dm, batch_size: int) -> dict:
+    if dm.y_train is None:
+        raise ValueError(f"data={dm.name} has no labels, so no classifier can be trained: use unsupnn-train instead")
+    return {
+        "train": dm.loader(dm.x_train, dm.y_train, shuffle=True, batch_size=batch_size),
+        "val": dm.loader(dm.x_val, dm.y_val, shuffle=False, batch_size=batch_size) if len(dm.x_val) else [],
+        "test": dm.loader(dm.x_test, dm.y_test, shuffle=False, batch_size=batch_size),
+    }
+
+
+def _logistic(cfg: DictConfig, x_train, y_train, x_test, y_test, C: float) -> tuple[float, float]:
+    start = time.perf_counter()
+    clf = LogisticRegression(C=C, solver=cfg.classifier.logistic_solver, tol=cfg.classifier.logistic_tol, max_iter=1000)
+    clf.fit(np.asarray(x_train), np.asarray(y_train))
+    return float(clf.score(np.asarray(x_test), np.asarray(y_test))), time.perf_counter() - start
+
+
+def pretrain(cfg: DictConfig) -> dict[str, Any]:
+    """The pipeline: unsupervised training, encoder export, classifiers against baselines."""
+    unknown = [m for m in cfg.classifier.methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"classifier.methods has {unknown}; valid methods are {list(METHODS)}")
+    dm = _setup_data(cfg)
+    _labelled_loaders(dm, 1)  # refuse unlabelled data before spending time on training
+    out = train(cfg, datamodule=dm)
+    run_dir = Path(cfg.paths.output_dir)
+    # Round trip through the file: the classifier uses exactly what a user would load.
+    encoder = load_encoder(out["summary"]["encoder"])
+
+    rows = []
+    for method in cfg.classifier.methods:
+        if method in ("probe", "finetune", "scratch"):
+            acc, seconds = _fit_classifier(cfg, run_dir, dm, method, encoder)
+        elif method == "raw_logistic":
+            acc, seconds = _logistic(cfg, dm.x_train, dm.y_train, dm.x_test, dm.y_test, cfg.classifier.logistic_C_raw)
+        else:
+            with torch.no_grad():
+                f_train, f_test = encoder(dm.x_train), encoder(dm.x_test)
+            acc, seconds = _logistic(cfg, f_train, dm.y_train, f_test, dm.y_test, cfg.classifier.logistic_C)
+        rows.append({"method": method, "test_accuracy": round(float(acc), 4), "seconds": round(seconds, 2)})
+
+    results = {
+        "rows": rows,
+        "pretrain": out["summary"],
+        "n_train": len(dm.x_train),
+        "n_test": len(dm.x_test),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    write_json(run_dir / "results.json", results)
+    print_table(rows, title=f"{out['summary']['model']} on {dm.name}: pretraining {out['summary']['seconds']:.1f}s")
+    print(f"results: {run_dir / 'results.json'}\nencoder: {out['summary']['encoder']}")
+    return results
+
+
+def print_table(rows: list[dict], title: str = "") -> None:
+    if title:
+        print(f"\n{title}")
+    print(f"{'method':<18} {'test_accuracy':>13} {'seconds':>8}")
+    for r in rows:
+        print(f"{r['method']:<18} {r['test_accuracy']:>13.4f} {r['seconds']:>8.2f}")
