@@ -14,7 +14,8 @@ class ArrayDataModule(pl.LightningDataModule):
     """Base class: subclasses implement ``load_arrays`` returning ``(x, y)`` (y may be None).
 
     After ``setup()``: ``x_train``, ``x_val``, ``x_test`` (float32 tensors, one row per example),
-    ``y_*`` (int64 tensors or None), ``n_features`` and ``n_classes``. Batches are ``(x, y)`` tuples when
+    ``y_*`` (int64 tensors or None), ``n_features``, ``n_classes`` and ``image_shape`` ((C, H, W) for image
+    data, so callbacks can draw examples and filters; None otherwise). Batches are ``(x, y)`` tuples when
     labels exist, else ``x``.
     """
 
@@ -32,6 +33,7 @@ class ArrayDataModule(pl.LightningDataModule):
                 raise ValueError(f"data.{name}={frac}; it must be a fraction in [0, 1)")
         self.batch_size, self.val_fraction, self.test_fraction = batch_size, val_fraction, test_fraction
         self.split_seed = split_seed
+        self.image_shape: tuple[int, int, int] | None = None
         self._ready = False
 
     def load_arrays(self) -> tuple[np.ndarray, np.ndarray | None]:

@@ -42,6 +42,7 @@ class DigitsDataModule(ArrayDataModule):
         if scaling not in SCALINGS:
             raise ValueError(f"data.scaling={scaling!r}; use one of {SCALINGS}")
         self.nudge, self.scaling = nudge, scaling
+        self.image_shape = (1, 8, 8)
 
     def load_arrays(self):
         x, y = load_digits(return_X_y=True)

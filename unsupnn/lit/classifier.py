@@ -7,11 +7,11 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from unsupnn.io import build_encoder
+from unsupnn.lit.common import build_optimizer
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True}
 
@@ -83,5 +83,4 @@ class LitClassifier(pl.LightningModule):
         groups = [{"params": self.head.parameters(), "lr": hp.lr}]
         if not hp.freeze_encoder:
             groups.append({"params": self.encoder.parameters(), "lr": hp.encoder_lr or hp.lr})
-        factory = instantiate(hp.optimizer or DEFAULT_OPTIMIZER)
-        return factory(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        return build_optimizer(hp.optimizer or DEFAULT_OPTIMIZER, groups, lr=hp.lr, weight_decay=hp.weight_decay)

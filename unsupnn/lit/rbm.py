@@ -6,17 +6,12 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from torch import Tensor
 
+from unsupnn.lit.common import build_optimizer, inputs_of
 from unsupnn.nn.rbm import RBM, free_energy_gap, pseudo_log_likelihood
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.SGD", "_partial_": True, "momentum": 0.9}
-
-
-def first(batch: Any) -> Tensor:
-    """The inputs of a batch that may carry labels: ``x`` or ``(x, y)``."""
-    return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
 class LitRBM(pl.LightningModule):
@@ -73,7 +68,7 @@ class LitRBM(pl.LightningModule):
             self.rbm.init_visible_bias(dm.x_train.mean(0))
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        v = first(batch)
+        v = inputs_of(batch)
         chains = self.chains if self.hparams.persistent else None
         if chains is not None and not self._chains_started:
             # Start the chains at data (the batch repeated if it is smaller than the chain count).
@@ -90,7 +85,7 @@ class LitRBM(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        v = first(batch)
+        v = inputs_of(batch)
         self.log("val/recon", torch.mean((v - self.rbm.reconstruct(v)) ** 2), prog_bar=True)
         self.log("val/pll", pseudo_log_likelihood(self.rbm, v))
         self.log("val/free_energy", self.rbm.free_energy(v).mean())
@@ -106,5 +101,5 @@ class LitRBM(pl.LightningModule):
         self.log("val/fe_gap", gap)
 
     def configure_optimizers(self):
-        factory = instantiate(self.hparams.optimizer or DEFAULT_OPTIMIZER)
-        return factory(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        hp = self.hparams
+        return build_optimizer(hp.optimizer or DEFAULT_OPTIMIZER, self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
