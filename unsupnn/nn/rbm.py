@@ -154,8 +154,8 @@ class RBM(nn.Module):
         return {"0.weight": self.W.detach(), "0.bias": self.c.detach()}
 
 
-def pseudo_log_likelihood(rbm: RBM, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Stochastic pseudo-log-likelihood per visible unit, averaged over the batch.
+def pseudo_log_likelihood_samples(rbm: RBM, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Stochastic pseudo-log-likelihood per visible unit, one value per example.
 
     log PL(v) = sum_i log p(v_i | v_-i) = sum_i log sigmoid(F(v with v_i flipped) - F(v)).
     One uniformly chosen unit per example gives an unbiased estimate of the per-unit mean (as
@@ -165,7 +165,12 @@ def pseudo_log_likelihood(rbm: RBM, v: Tensor, generator: torch.Generator | None
     rows = torch.arange(v.shape[0], device=v.device)
     v_flip = v.clone()
     v_flip[rows, idx] = 1 - v_flip[rows, idx]
-    return F.logsigmoid(rbm.free_energy(v_flip) - rbm.free_energy(v)).mean()
+    return F.logsigmoid(rbm.free_energy(v_flip) - rbm.free_energy(v))
+
+
+def pseudo_log_likelihood(rbm: RBM, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """pseudo_log_likelihood_samples averaged over the batch."""
+    return pseudo_log_likelihood_samples(rbm, v, generator).mean()
 
 
 def free_energy_gap(rbm: RBM, v_train: Tensor, v_val: Tensor) -> Tensor:
@@ -173,6 +178,7 @@ def free_energy_gap(rbm: RBM, v_train: Tensor, v_val: Tensor) -> Tensor:
     return rbm.free_energy(v_val).mean() - rbm.free_energy(v_train).mean()
 
 
+@torch.no_grad()
 def log_partition_exact(rbm: RBM) -> Tensor:
     """log Z by enumerating every visible (or hidden) configuration; tiny Bernoulli RBMs only."""
     if rbm.visible != "bernoulli":
@@ -195,6 +201,7 @@ def all_binary_states(n: int, *, device=None, dtype=torch.float32) -> Tensor:
     return ((codes & bits) > 0).to(dtype)
 
 
+@torch.no_grad()
 def log_likelihood_exact(rbm: RBM, v: Tensor) -> Tensor:
     """Average exact log p(v) in nats, with log Z by enumeration."""
     return (-rbm.free_energy(v) - log_partition_exact(rbm)).mean()
