@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from unsupnn.data import DigitsDataModule, InMemoryLoader
+from unsupnn.data import ArrayDataModule, DigitsDataModule, InMemoryLoader
 from unsupnn.data.digits import nudge
+from unsupnn.data.loader import epoch_permutation
 
 
 def test_loader_covers_every_example_once_per_epoch_in_new_orders():
@@ -53,3 +54,74 @@ def test_nudge_matches_scikit_learns_convolution():
 def test_bad_fractions_are_refused():
     with pytest.raises(ValueError, match="val_fraction"):
         DigitsDataModule(val_fraction=1.5)
+
+
+def ids_module(n: int = 100, span: float = 1.0, **kwargs):
+    """An in-memory datamodule whose row i is [i / n * span, u_i] with u_i uniform in [0, 1), label i % 3."""
+
+    class Rows(ArrayDataModule):
+        def load_arrays(self):
+            u = np.random.default_rng(0).random(n)
+            return np.stack([np.arange(n) / n * span, u], 1), np.arange(n) % 3
+
+    return Rows(**kwargs)
+
+
+def ids_of(x: torch.Tensor, n: int = 100) -> torch.Tensor:
+    return (x[:, 0] * n).round().long()
+
+
+def split_ids(dm) -> list[list[int]]:
+    return [ids_of(x).tolist() for x in (dm.x_train, dm.x_val, dm.x_test)]
+
+
+def test_split_sizes_cover_every_row_once_and_follow_the_seed():
+    dm = ids_module(test_fraction=0.2, val_fraction=0.1)
+    dm.setup()
+    train, val, test = split_ids(dm)
+    assert (len(train), len(val), len(test)) == (72, 8, 20)
+    assert sorted(train + val + test) == list(range(100))
+    same, other = ids_module(split_seed=0), ids_module(split_seed=1)
+    same.setup(), other.setup()
+    assert split_ids(same) == split_ids(dm) and split_ids(other) != split_ids(dm)
+    assert torch.equal(dm.y_train, ids_of(dm.x_train) % 3)
+
+
+def test_too_few_examples_for_the_split_is_refused():
+    with pytest.raises(ValueError, match=r"has 3 examples: too few to split.*lower the fractions"):
+        ids_module(n=3, test_fraction=0.5, val_fraction=0.5).setup()
+
+
+def test_stochastic_binarize_draws_fresh_binary_batches_for_pretraining_only():
+    dm = ids_module(n=400, batch_size=300, test_fraction=0.0, val_fraction=0.25, binarize="stochastic")
+    dm.setup()
+    dm.x_train[:, 0] = dm.x_val[:, 0] = 0.3  # a grey column (the ids are not needed here)
+    loader = dm.train_dataloader()
+    first, second = (next(iter(loader))[0] for _ in range(2))
+    assert set(first.unique().tolist()) == {0.0, 1.0} and not torch.equal(first, second)
+    assert abs(float(first[:, 0].mean()) - 0.3) < 0.1  # a Bernoulli draw with the grey value as probability
+    assert torch.all(dm.x_train[:, 0] == torch.tensor(0.3))  # no binarized copy replaced the data
+    labelled = dm.loader(dm.x_labelled, dm.y_labelled, shuffle=True)  # what the classifier is given
+    assert torch.all(next(iter(labelled))[0][:, 0] == torch.tensor(0.3))
+    assert torch.all(next(iter(dm.val_dataloader()))[0][:, 0] == torch.tensor(0.3))  # validation metrics: grey
+
+
+def test_threshold_binarize_and_the_range_check_of_stochastic():
+    dm = ids_module(n=50, batch_size=50, test_fraction=0.0, val_fraction=0.0, binarize="threshold", binarize_threshold=0.5)
+    dm.setup()
+    x, _ = next(iter(dm.train_dataloader()))
+    perm = epoch_permutation(50, dm.split_seed, 0)  # the loader's shuffle of the first epoch
+    assert torch.equal(x, (dm.x_train[perm] > 0.5).float())
+    with pytest.raises(ValueError, match=r"binarize=stochastic .* values in \[0, 99\].*data.scaling=minmax"):
+        ids_module(span=100, binarize="stochastic").setup()
+    with pytest.raises(ValueError, match="data.binarize='yes'"):
+        ids_module(binarize="yes")
+
+
+def test_on_device_uses_the_gpu_when_there_is_one():
+    dm = ids_module(on_device=True, labels_per_class=2)
+    dm.setup()
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert {t.device.type for t in (dm.x_train, dm.y_val, dm.x_labelled)} == {expected}
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.device.type == expected and torch.equal(y, ids_of(x) % 3)

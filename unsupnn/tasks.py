@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -26,6 +25,7 @@ from unsupnn.io import load_encoder, save_encoder
 from unsupnn.lit.classifier import LitClassifier
 
 ENCODER_FILE = "encoder.safetensors"
+PREPROCESSING_FILE = "preprocessing.json"
 METHODS = ("probe", "finetune", "scratch", "raw_logistic", "features_logistic")
 
 
@@ -88,6 +88,10 @@ def train(cfg: DictConfig, datamodule=None) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "metrics": _scalars(trainer.callback_metrics),
     }
+    if dm.preprocessing is not None:
+        # The transform fitted on the training split, so later data can be fed exactly as in training.
+        write_json(run_dir / PREPROCESSING_FILE, dm.preprocessing.to_dict())
+        summary["preprocessing"] = str(run_dir / PREPROCESSING_FILE)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     write_json(run_dir / "results.json", {"pretrain": summary})
     return {"summary": summary, "datamodule": dm, "model": model}
@@ -123,20 +127,27 @@ def _fit_classifier(cfg: DictConfig, run_dir: Path, dm, method: str, encoder) ->
 
 
 def _labelled_loaders(dm, batch_size: int) -> dict:
+    """The classifier trains on the label budget's picks (all of the training split without a budget);
+    validation and test use every labelled example."""
     if dm.y_train is None:
         raise ValueError(f"data={dm.name} has no labels, so no classifier can be trained: use unsupnn-train instead")
     return {
-        "train": dm.loader(dm.x_train, dm.y_train, shuffle=True, batch_size=batch_size),
+        "train": dm.loader(dm.x_labelled, dm.y_labelled, shuffle=True, batch_size=batch_size),
         "val": dm.loader(dm.x_val, dm.y_val, shuffle=False, batch_size=batch_size) if len(dm.x_val) else [],
         "test": dm.loader(dm.x_test, dm.y_test, shuffle=False, batch_size=batch_size),
     }
 
 
+def _in_memory(x) -> torch.Tensor:
+    """Every row on the CPU: ``[:]`` reads a memory-mapped split, ``.cpu()`` fetches one kept on the GPU."""
+    return x[:].cpu()
+
+
 def _logistic(cfg: DictConfig, x_train, y_train, x_test, y_test, C: float) -> tuple[float, float]:
     start = time.perf_counter()
     clf = LogisticRegression(C=C, solver=cfg.classifier.logistic_solver, tol=cfg.classifier.logistic_tol, max_iter=1000)
-    clf.fit(np.asarray(x_train), np.asarray(y_train))
-    return float(clf.score(np.asarray(x_test), np.asarray(y_test))), time.perf_counter() - start
+    clf.fit(_in_memory(x_train).numpy(), _in_memory(y_train).numpy())
+    return float(clf.score(_in_memory(x_test).numpy(), _in_memory(y_test).numpy())), time.perf_counter() - start
 
 
 def pretrain(cfg: DictConfig) -> dict[str, Any]:
@@ -156,11 +167,11 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
         if method in ("probe", "finetune", "scratch"):
             acc, seconds = _fit_classifier(cfg, run_dir, dm, method, encoder)
         elif method == "raw_logistic":
-            acc, seconds = _logistic(cfg, dm.x_train, dm.y_train, dm.x_test, dm.y_test, cfg.classifier.logistic_C_raw)
+            acc, seconds = _logistic(cfg, dm.x_labelled, dm.y_labelled, dm.x_test, dm.y_test, cfg.classifier.logistic_C_raw)
         else:
             with torch.no_grad():
-                f_train, f_test = encoder(dm.x_train), encoder(dm.x_test)
-            acc, seconds = _logistic(cfg, f_train, dm.y_train, f_test, dm.y_test, cfg.classifier.logistic_C)
+                f_train, f_test = encoder(_in_memory(dm.x_labelled)), encoder(_in_memory(dm.x_test))
+            acc, seconds = _logistic(cfg, f_train, dm.y_labelled, f_test, dm.y_test, cfg.classifier.logistic_C)
         rows.append({"method": method, "test_accuracy": round(float(acc), 4), "seconds": round(seconds, 2)})
 
     results = {
@@ -168,6 +179,8 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
         "pretrain": out["summary"],
         "n_train": len(dm.x_train),
         "n_test": len(dm.x_test),
+        # The label budget: the classifiers and logistic baselines saw n_labelled of the n_train labels.
+        "labels": {"labels_per_class": dm.labels_per_class, "n_labelled": len(dm.y_labelled)},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     write_json(run_dir / "results.json", results)

@@ -3,29 +3,52 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import Tensor
+
+BatchTransform = Callable[[Tensor], Tensor]
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
+    """The shuffled order of epoch ``epoch``: a function of (seed, epoch) only, so a resumed run repeats it."""
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=gen)
+
+
+def check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}; it must be a positive integer")
 
 
 class InMemoryLoader:
     """Iterates over mini-batches of tensors that share their first dimension.
 
     Each epoch with ``shuffle`` the tensors are permuted once (one gather per epoch) and batches are
-    views into the permuted copy, so a step costs a slice, not a Python loop over examples. The
-    permutation of epoch e depends only on (seed, e): a resumed run sees the same batches.
+    views into the permuted copy, so a step costs a slice, not a Python loop over examples.
+    ``transform`` (e.g. stochastic binarisation) is applied to the inputs of each batch as it is served,
+    so no transformed copy of the data is stored and a random transform is drawn afresh every epoch.
     """
 
-    def __init__(self, *tensors: Tensor, batch_size: int, shuffle: bool = False, drop_last: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        *tensors: Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        transform: BatchTransform | None = None,
+    ):
         if not tensors:
             raise ValueError("InMemoryLoader needs at least one tensor")
         n = tensors[0].shape[0]
         if any(t.shape[0] != n for t in tensors):
             raise ValueError(f"tensors disagree on the number of examples: {[t.shape[0] for t in tensors]}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size}; it must be a positive integer")
+        check_batch_size(batch_size)
         self.tensors, self.n = tensors, n
         self.batch_size, self.shuffle, self.drop_last, self.seed = batch_size, shuffle, drop_last, seed
+        self.transform = transform
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -37,10 +60,11 @@ class InMemoryLoader:
     def __iter__(self):
         tensors = self.tensors
         if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            perm = torch.randperm(self.n, generator=gen).to(tensors[0].device)
+            perm = epoch_permutation(self.n, self.seed, self.epoch).to(tensors[0].device)
             tensors = tuple(t[perm] for t in tensors)
         self.epoch += 1
         for i in range(len(self)):
-            batch = tuple(t[i * self.batch_size : (i + 1) * self.batch_size] for t in tensors)
-            yield batch if len(batch) > 1 else batch[0]
+            batch = [t[i * self.batch_size : (i + 1) * self.batch_size] for t in tensors]
+            if self.transform is not None:
+                batch[0] = self.transform(batch[0])
+            yield tuple(batch) if len(batch) > 1 else batch[0]
