@@ -228,11 +228,14 @@ class ArrayDataModule(pl.LightningDataModule):
     def loader(self, x, y, *, shuffle: bool, batch_size: int | None = None, transform: BatchTransform | None = None):
         """Whole-batch loader over a split (or any tensors): in-memory slices, or reads of a mapped file."""
         batch_size = batch_size or self.batch_size
+        # The shuffle follows the run's seed (set by seed_everything before loaders are made), so a seed
+        # sweep varies the order of the batches, while the split itself stays fixed by split_seed.
+        seed = torch.initial_seed() % 2**31
         if isinstance(x, MappedRows):
-            return MappedLoader(x, y, batch_size=batch_size, shuffle=shuffle, seed=self.split_seed, transform=transform,
+            return MappedLoader(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed, transform=transform,
                                 num_workers=self.num_workers)
         tensors = (x,) if y is None else (x, y)
-        return InMemoryLoader(*tensors, batch_size=batch_size, shuffle=shuffle, seed=self.split_seed, transform=transform)
+        return InMemoryLoader(*tensors, batch_size=batch_size, shuffle=shuffle, seed=seed, transform=transform)
 
     def train_dataloader(self):
         return self.loader(self.x_train, self.y_train, shuffle=True, transform=self._binarize)
