@@ -1,7 +1,8 @@
 """The encoder file format: safetensors weights plus the architecture as JSON metadata.
 
-Loading never unpickles anything: the architecture is rebuilt from a small vocabulary of standard torch
-layers and the tensors are read by safetensors. No Lightning, Hydra or TensorBoard import here, so an
+``load_encoder`` also reads the checkpoints of unsupnn training runs (``.ckpt``), with
+``torch.load(weights_only=True)``: loading never unpickles arbitrary objects. The architecture is rebuilt
+from a small vocabulary of standard torch layers. No Lightning, Hydra or TensorBoard import here, so an
 encoder drops into any PyTorch program.
 """
 
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
+import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -67,12 +70,21 @@ def build_encoder(spec: list[dict[str, Any]]) -> nn.Sequential:
     return encoder
 
 
+def strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """State-dict keys without the ``_orig_mod.`` of torch.compile and the leading ``module.`` of DDP."""
+    out = {}
+    for key, value in state.items():
+        key = key.replace("_orig_mod.", "")
+        out[key.removeprefix("module.")] = value
+    return out
+
+
 def _encoder_parts(obj: Any) -> tuple[list[dict], dict[str, torch.Tensor]]:
     """(spec, state dict) of an encoder built by build_encoder or of a model exposing its encoder."""
     if hasattr(obj, "encoder_spec") and hasattr(obj, "encoder_state_dict"):
         return obj.encoder_spec(), obj.encoder_state_dict()
     if isinstance(obj, nn.Module) and isinstance(getattr(obj, "spec", None), list):
-        return obj.spec, obj.state_dict()
+        return obj.spec, strip_wrapper_prefixes(obj.state_dict())
     raise TypeError(
         f"cannot save a {type(obj).__name__} as an encoder: pass a module made by unsupnn.build_encoder / "
         "load_encoder, or a model with encoder_spec() and encoder_state_dict() (RBM, autoencoder, their "
@@ -132,27 +144,117 @@ def read_encoder_header(path: str | os.PathLike) -> dict[str, Any]:
     return {"spec": json.loads(header["spec"]), "metadata": json.loads(header.get("metadata", "{}"))}
 
 
-def load_encoder(path: str | os.PathLike, *, map_location: str | torch.device = "cpu", freeze: bool = False) -> nn.Sequential:
-    """Load an exported encoder as a plain ``nn.Sequential`` of standard torch layers, in eval mode.
+# checkpoints of training runs ----------------------------------------------------------------------
+_CHECKPOINT_READERS: dict[str, Callable[[dict[str, Any]], Any]] = {}
 
-    The module has ``in_features`` and ``out_features``; ``freeze=True`` also turns off its gradients.
+
+def register_checkpoint_reader(attribute: str) -> Callable:
+    """Teach ``load_encoder`` to read the Lightning checkpoints of one model (a decorator).
+
+    ``attribute`` is where the LightningModule keeps the plain model (``LitRBM.rbm``: ``"rbm"``), so its
+    weights are the checkpoint's ``<attribute>.*`` entries. The decorated function takes the checkpoint's
+    ``hyper_parameters`` (plain values) and returns that plain model freshly built, one with
+    ``encoder_spec()`` and ``encoder_state_dict()`` (or a module made by ``build_encoder``); the weights
+    are then loaded into it strictly. Registered next to each model, so this file names none of them.
     """
-    from safetensors.torch import load_file
 
-    header = read_encoder_header(path)
-    encoder = build_encoder(header["spec"])
-    state = load_file(str(path), device=str(map_location))
+    def wrap(build: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+        if attribute in _CHECKPOINT_READERS:
+            raise ValueError(f"a checkpoint reader for '{attribute}.*' weights is already registered")
+        _CHECKPOINT_READERS[attribute] = build
+        return build
+
+    return wrap
+
+
+# LitClassifier checkpoints (probe, finetune) describe their encoder themselves.
+register_checkpoint_reader("encoder")(lambda hparams: build_encoder(hparams["encoder_spec"]))
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive (or, in its legacy format, a pickle); safetensors starts with
+    an 8-byte header length followed by the JSON header's ``{``."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[8:9] != b"{")
+
+
+def read_checkpoint_model(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Any:
+    """The plain model (RBM, autoencoder, classifier encoder) inside an unsupnn training checkpoint.
+
+    Read with ``torch.load(weights_only=True)``: a checkpoint holding anything but tensors and plain
+    values is refused before any of its code can run.
+    """
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0]
+        raise EncoderFormatError(
+            f"{path} holds Python objects besides tensors and plain values, and unpickling them could run "
+            f"arbitrary code, so it was not loaded ({reason}). Export the encoder where the checkpoint was "
+            "made and is trusted (unsupnn.save_encoder) and load that .safetensors file instead"
+        ) from None
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile) as err:  # torch reports damage in all of these
+        raise EncoderFormatError(f"{path} is not a readable torch checkpoint ({err}); it may be truncated") from None
+    if not isinstance(ckpt, dict) or not all(isinstance(ckpt.get(k), dict) for k in ("state_dict", "hyper_parameters")):
+        raise EncoderFormatError(
+            f"{path} is a torch file but not a checkpoint of an unsupnn training run (it needs 'state_dict' and "
+            "'hyper_parameters'); pass a run's checkpoints/<phase>/*.ckpt or its encoder.safetensors"
+        )
+    state = strip_wrapper_prefixes(ckpt["state_dict"])
+    owners = [a for a in _CHECKPOINT_READERS if any(k.startswith(a + ".") for k in state)]
+    if len(owners) != 1:
+        raise EncoderFormatError(
+            f"{path}: cannot tell which unsupnn model wrote this checkpoint (weights under "
+            f"{sorted({k.split('.')[0] for k in state})}, readers registered for {sorted(_CHECKPOINT_READERS)}); "
+            "import the package that defines the model first"
+        )
+    attribute = owners[0]
+    own = {k[len(attribute) + 1 :]: v for k, v in state.items() if k.startswith(attribute + ".")}
+    try:
+        model = _CHECKPOINT_READERS[attribute](dict(ckpt["hyper_parameters"]))
+        model.load_state_dict(own)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise EncoderFormatError(
+            f"{path}: its hyper_parameters and '{attribute}.*' weights do not rebuild the model ({err!r}); "
+            "it may come from another unsupnn version: export the encoder with the version that trained it"
+        ) from None
+    return model
+
+
+def _assemble(spec: list[dict], state: dict[str, torch.Tensor], source: Path) -> nn.Sequential:
+    """build_encoder(spec) holding exactly the tensors of ``state``."""
+    encoder = build_encoder(spec)
     missing, unexpected = set(encoder.state_dict()) - set(state), set(state) - set(encoder.state_dict())
     if missing or unexpected:
         raise EncoderFormatError(
-            f"{path}: weights do not match the stored architecture (missing {sorted(missing)}, "
+            f"{source}: weights do not match the stored architecture (missing {sorted(missing)}, "
             f"unexpected {sorted(unexpected)}); the file is damaged: export it again"
         )
     try:
         encoder.load_state_dict(state)
     except RuntimeError as err:  # tensor shapes that disagree with the stored architecture
-        raise EncoderFormatError(f"{path}: weights do not fit the stored architecture ({err}); export it again") from None
-    encoder.to(map_location).eval()
+        raise EncoderFormatError(f"{source}: weights do not fit the stored architecture ({err}); export it again") from None
+    return encoder
+
+
+def load_encoder(path: str | os.PathLike, *, map_location: str | torch.device = "cpu", freeze: bool = False) -> nn.Sequential:
+    """Load an encoder as a plain ``nn.Sequential`` of standard torch layers, in eval mode.
+
+    ``path`` is an exported encoder (``.safetensors``) or a checkpoint of an unsupnn training run
+    (``.ckpt``). The module has ``in_features``, ``out_features`` and ``spec``; ``freeze=True`` also
+    turns off its gradients.
+    """
+    path = Path(path)
+    if path.is_file() and _looks_like_torch_file(path):
+        spec, state = _encoder_parts(read_checkpoint_model(path, map_location=map_location))
+    else:
+        from safetensors.torch import load_file
+
+        spec = read_encoder_header(path)["spec"]
+        state = load_file(str(path), device=str(map_location))
+    encoder = _assemble(spec, state, path).to(map_location).eval()
     if freeze:
         encoder.requires_grad_(False)
     return encoder
