@@ -1,0 +1,108 @@
+"""LightningModule around unsupnn.nn.Autoencoder: every preset (ae, sparse_ae, contractive_ae, dae)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from unsupnn.callbacks import ReconstructionImages
+from unsupnn.lit.common import build_optimizer, inputs_of
+from unsupnn.nn.autoencoder import Autoencoder
+from unsupnn.nn.noise import corrupt
+
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True}
+
+
+class LitAutoencoder(pl.LightningModule):
+    """Trains an Autoencoder; every keyword argument besides the ones below goes to ``unsupnn.nn.Autoencoder``
+    (``hidden_dims``, ``activation``, ``loss``, ``tied``, ``sparsity``, ``corruption``, ...).
+
+    ``name`` is what runs report as the model (``ae``, ``sparse_ae``, ...). ``optimizer`` is a Hydra
+    ``_partial_`` config receiving the parameters, ``lr`` and ``weight_decay``. ``image_every_n_epochs`` > 0
+    draws validation images to TensorBoard (image data; unless the trainer has that callback already).
+    Every argument is a plain value and the full autoencoder config joins the hyper-parameters, so
+    checkpoints rebuild with ``weights_only=True``.
+    """
+
+    model_name = "ae"
+
+    def __init__(
+        self,
+        *,
+        n_features: int,
+        name: str = "ae",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        optimizer: dict | None = None,
+        image_every_n_epochs: int = 5,
+        n_images: int = 16,
+        **autoencoder: Any,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model_name = name
+        self.autoencoder = Autoencoder(n_features=n_features, **autoencoder)
+        self.hparams.update(self.autoencoder.config)
+
+    # the feature map, also what save_encoder exports
+    def forward(self, x: Tensor) -> Tensor:
+        return self.autoencoder.encode(x)
+
+    def check_input(self, x: Tensor, what: str = "the data") -> None:
+        self.autoencoder.check_input(x, what)
+
+    def encoder_spec(self) -> list[dict]:
+        return self.autoencoder.encoder_spec()
+
+    def encoder_state_dict(self) -> dict[str, Tensor]:
+        return self.autoencoder.encoder_state_dict()
+
+    def image_rows(self, x: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
+        """Input, corrupted input (denoising only) and reconstruction: the rows of the TensorBoard grid."""
+        ae = self.autoencoder
+        if not ae.denoising:
+            return [x, ae(x)]
+        x_in = corrupt(x, ae.corruption, ae.corruption_level, generator)
+        return [x, x_in, ae(x_in)]
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        # Lightning lets a module's callback replace the trainer's of the same type: defer to one the
+        # trainer was given (a callbacks config), so its settings are the ones that apply.
+        every = self.hparams.image_every_n_epochs
+        if every <= 0 or any(isinstance(cb, ReconstructionImages) for cb in self.trainer.callbacks):
+            return []
+        return [ReconstructionImages(every_n_epochs=every, n_images=self.hparams.n_images)]
+
+    def _log_epoch(self, name: str, value: Tensor, **kwargs) -> None:
+        # Accumulated on the device and reduced once per epoch: no host sync per step.
+        self.log(name, value, on_step=False, on_epoch=True, **kwargs)
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x = inputs_of(batch)
+        out = self.autoencoder.objective(x)
+        self._log_epoch("train/loss", out.loss)
+        self._log_epoch("train/recon_loss", out.recon_loss)
+        self._log_epoch("train/recon", torch.mean((out.recon - x) ** 2), prog_bar=True)
+        self._log_epoch("train/code_mean", out.code.mean())
+        for name, value in out.penalties.items():
+            self._log_epoch(f"train/{name}", value)
+        return out.loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x = inputs_of(batch)
+        ae = self.autoencoder
+        code = ae.encode(x)
+        a = ae.decode_preactivation(code)
+        self._log_epoch("val/recon_loss", ae.reconstruction_loss(a, x))
+        self._log_epoch("val/recon", torch.mean((ae.output(a) - x) ** 2), prog_bar=True)
+        self._log_epoch("val/code_mean", code.mean())
+        if ae.denoising:
+            x_in = corrupt(x, ae.corruption, ae.corruption_level)
+            self._log_epoch("val/denoise", torch.mean((ae(x_in) - x) ** 2))
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        return build_optimizer(hp.optimizer or DEFAULT_OPTIMIZER, self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
