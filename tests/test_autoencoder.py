@@ -12,7 +12,6 @@ from conftest import make_cfg
 
 import unsupnn
 from unsupnn import tasks
-from unsupnn.callbacks import ReconstructionImages
 from unsupnn.data import ArrayDataModule
 from unsupnn.lit.autoencoder import LitAutoencoder
 from unsupnn.nn.noise import corrupt
@@ -108,11 +107,3 @@ def test_binary_cross_entropy_refuses_data_outside_the_unit_interval(tmp_path):
     with pytest.raises(ValueError, match=r"model.loss=bce .* needs \[0, 1\].*model.loss=mse"):
         train(["model=ae", "model.hidden_dims=[4]"], tmp_path, datamodule=dm)
     assert not (tmp_path / "encoder.safetensors").exists()
-
-
-@pytest.mark.parametrize("given,expected", [([], [5]), ([ReconstructionImages(every_n_epochs=7)], [7])])
-def test_the_image_callback_of_a_callbacks_config_wins_over_the_modules_default(given, expected):
-    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=given)
-    trainer.fit(LitAutoencoder(n_features=5, hidden_dims=[4]), datamodule=five_columns())
-    assert [cb.every_n_epochs for cb in trainer.callbacks if isinstance(cb, ReconstructionImages)] == expected

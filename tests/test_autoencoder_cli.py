@@ -23,9 +23,8 @@ COMMON = {"train/loss", "train/recon_loss", "train/recon", "train/code_mean", "v
 
 def test_every_preset_pretrains_from_the_command_line_and_exports_its_encoder(tmp_path):
     sweep = tmp_path / "sweep"
-    # `++`: a multirun also composes the default model (the RBM), which has no image option to override.
     proc = run_cli(["unsupnn-pretrain", "-m", f"model={','.join(PRESETS)}", "trainer.max_epochs=2",
-                    "classifier.max_epochs=1", "++model.image_every_n_epochs=1", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+                    "classifier.max_epochs=1", "callbacks.reconstructions.every_n_epochs=1", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = {json.loads((d / "results.json").read_text())["pretrain"]["model"]: d for d in sweep.glob("*/")
             if (d / "results.json").is_file()}

@@ -26,7 +26,7 @@ FEATURE_MAPS = {
 # Training runs to checkpoint: (overrides, the LightningModule attribute holding the plain model, its feature map).
 RUNS = {
     "rbm": (["model=rbm", "model.n_hidden=8", "model.persistent=true"], "rbm", "transform"),
-    "ae": (["model=ae", "model.hidden_dims=[16,8]", "model.activation=relu", "model.image_every_n_epochs=0"],
+    "ae": (["model=ae", "model.hidden_dims=[16,8]", "model.activation=relu"],
            "autoencoder", "encode"),
 }
 

@@ -18,9 +18,10 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from sklearn.linear_model import LogisticRegression
 
+from unsupnn.callbacks import log_embedding
 from unsupnn.io import load_encoder, save_encoder
 from unsupnn.lit.classifier import LitClassifier
 
@@ -40,6 +41,10 @@ def write_json(path: Path, data: Any) -> None:
 def _trainer(cfg: DictConfig, run_dir: Path, phase: str, *, max_epochs: int | None = None, monitor: str | None = None):
     """A Trainer for one phase: its own TensorBoard version and checkpoint folder under the run dir."""
     logger = instantiate(cfg.logger, version=phase) if cfg.get("logger") else False
+    # Monitoring callbacks each skip what does not apply (images without image data, AIS without an RBM).
+    monitors = [instantiate(cb) for cb in (cfg.get("callbacks") or {}).values()]
+    if not logger:  # LearningRateMonitor refuses a trainer without a logger: there is nowhere to write to
+        monitors = [m for m in monitors if not isinstance(m, LearningRateMonitor)]
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints" / phase,
         filename="best" if monitor else "epoch{epoch}",
@@ -49,7 +54,7 @@ def _trainer(cfg: DictConfig, run_dir: Path, phase: str, *, max_epochs: int | No
         save_last=monitor is None,
     )
     overrides = {"max_epochs": max_epochs} if max_epochs is not None else {}
-    return instantiate(cfg.trainer, logger=logger, callbacks=[checkpoint], **overrides)
+    return instantiate(cfg.trainer, logger=logger, callbacks=[*monitors, checkpoint], **overrides)
 
 
 def _scalars(metrics: dict) -> dict[str, float]:
@@ -161,6 +166,11 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     # Round trip through the file: the classifier uses exactly what a user would load.
     encoder = load_encoder(out["summary"]["encoder"])
+    if cfg.get("embedding_projector") and cfg.get("logger"):
+        with torch.no_grad():
+            features = encoder(dm.x_test[:2000].cpu())
+        log_embedding(run_dir / "tensorboard" / "embedding", features, None if dm.y_test is None else dm.y_test.cpu(),
+                      images=dm.x_test[: len(features)].cpu(), image_shape=dm.image_shape)
 
     rows = []
     for method in cfg.classifier.methods:

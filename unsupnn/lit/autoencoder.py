@@ -8,7 +8,6 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from unsupnn.callbacks import ReconstructionImages
 from unsupnn.lit.common import build_optimizer, inputs_of
 from unsupnn.nn.autoencoder import Autoencoder
 from unsupnn.nn.noise import corrupt
@@ -21,9 +20,8 @@ class LitAutoencoder(pl.LightningModule):
     (``hidden_dims``, ``activation``, ``loss``, ``tied``, ``sparsity``, ``corruption``, ...).
 
     ``name`` is what runs report as the model (``ae``, ``sparse_ae``, ...). ``optimizer`` is a Hydra
-    ``_partial_`` config receiving the parameters, ``lr`` and ``weight_decay``. ``image_every_n_epochs`` > 0
-    draws validation images to TensorBoard (image data; unless the trainer has that callback already).
-    Every argument is a plain value and the full autoencoder config joins the hyper-parameters, so
+    ``_partial_`` config receiving the parameters, ``lr`` and ``weight_decay``. ``image_rows`` feeds the
+    TensorBoard reconstruction grid (``configs/callbacks``). Every argument is a plain value and the full autoencoder config joins the hyper-parameters, so
     checkpoints rebuild with ``weights_only=True``.
     """
 
@@ -37,8 +35,6 @@ class LitAutoencoder(pl.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         optimizer: dict | None = None,
-        image_every_n_epochs: int = 5,
-        n_images: int = 16,
         **autoencoder: Any,
     ):
         super().__init__()
@@ -67,14 +63,6 @@ class LitAutoencoder(pl.LightningModule):
             return [x, ae(x)]
         x_in = corrupt(x, ae.corruption, ae.corruption_level, generator)
         return [x, x_in, ae(x_in)]
-
-    def configure_callbacks(self) -> list[pl.Callback]:
-        # Lightning lets a module's callback replace the trainer's of the same type: defer to one the
-        # trainer was given (a callbacks config), so its settings are the ones that apply.
-        every = self.hparams.image_every_n_epochs
-        if every <= 0 or any(isinstance(cb, ReconstructionImages) for cb in self.trainer.callbacks):
-            return []
-        return [ReconstructionImages(every_n_epochs=every, n_images=self.hparams.n_images)]
 
     def _log_epoch(self, name: str, value: Tensor, **kwargs) -> None:
         # Accumulated on the device and reduced once per epoch: no host sync per step.

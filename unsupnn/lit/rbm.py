@@ -59,6 +59,21 @@ class LitRBM(pl.LightningModule):
     def encoder_state_dict(self) -> dict[str, Tensor]:
         return self.rbm.encoder_state_dict()
 
+    def image_rows(self, v: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
+        """Input and mean-field reconstruction: the rows of the TensorBoard reconstruction grid."""
+        return [v, self.rbm.reconstruct(v)]
+
+    @torch.no_grad()
+    def sample(self, n: int, gibbs_steps: int = 1000) -> Tensor:
+        """Visible means of n model samples: the persistent chains under PCD, else fresh chains run
+        ``gibbs_steps`` steps from the visible biases' base rate."""
+        if self.hparams.persistent and bool(self.chains_ready):
+            return self.rbm.v_mean(self.rbm.sample_h(self.chains[:n])[1])
+        v = torch.bernoulli(torch.sigmoid(self.rbm.b).expand(n, -1)) if self.hparams.visible == "bernoulli" \
+            else self.rbm.b.expand(n, -1) + torch.randn(n, self.rbm.n_visible, device=self.device)
+        v = self.rbm.gibbs(v, gibbs_steps)
+        return self.rbm.v_mean(self.rbm.sample_h(v)[1])
+
     def on_train_start(self) -> None:
         # Read once here, not per step: a tensor in an `if` would sync the device every batch.
         self._chains_started = bool(self.chains_ready)
