@@ -54,3 +54,20 @@ def test_every_preset_pretrains_from_the_command_line_and_exports_its_encoder(tm
         assert len(grids) == 2  # one a validation epoch
         # 16 examples of 8x8 pixels a row with 1-pixel padding: input | (corrupted |) reconstruction.
         assert (grids[-1].width, grids[-1].height) == (16 * 9 + 1, rows * 9 + 1), preset
+
+
+def test_five_features_encoded_to_four_from_a_csv_file(tmp_path):
+    """The seed's own example: five input features to four and back, from tabular data on the command line."""
+    rng = torch.Generator().manual_seed(0)
+    latent = torch.rand(200, 2, generator=rng)
+    table = torch.cat([latent, latent.sum(1, keepdim=True) / 2, latent[:, :1] * 0.5, 1 - latent[:, 1:]], 1)
+    csv = tmp_path / "five.csv"
+    csv.write_text("a,b,c,d,e\n" + "\n".join(",".join(f"{v:.5f}" for v in row) for row in table.tolist()))
+    run_dir = tmp_path / "run"
+    proc = run_cli(["unsupnn-train", "data=csv", f"data.path={csv}", "model=ae", "model.hidden_dims=[4]",
+                    "trainer.max_epochs=30", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    encoder = load_encoder(run_dir / "encoder.safetensors")
+    assert (encoder.in_features, encoder.out_features) == (5, 4)
+    metrics = json.loads((run_dir / "results.json").read_text())["pretrain"]["metrics"]
+    assert metrics["val/recon"] < 0.5 * float(table.var(0).mean())  # far better than each column's mean
