@@ -92,14 +92,38 @@ def _encoder_parts(obj: Any) -> tuple[list[dict], dict[str, torch.Tensor]]:
     )
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, flushed to disk and then
+    renamed over ``path`` (atomic on one filesystem): a kill leaves the old file or the new one, never half
+    of one. An OSError (disk full, folder not writable) leaves ``path`` as it was and no temporary file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from the user's group
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes reach the disk before the name points at them
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def save_encoder(obj: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None) -> Path:
     """Write an encoder to ``path`` (safetensors), atomically: a kill leaves the old file or the new one."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     spec, state = _encoder_parts(obj)
     build_encoder(spec)  # refuse to write a spec that could not be loaded back
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -107,15 +131,7 @@ def save_encoder(obj: Any, path: str | os.PathLike, *, metadata: dict[str, Any] 
         "metadata": json.dumps(metadata or {}),
     }
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, save(tensors, metadata=header))
 
 
 def read_encoder_header(path: str | os.PathLike) -> dict[str, Any]:
