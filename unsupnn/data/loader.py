@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 from torch import Tensor
+
+from unsupnn.distributed import batch_bounds, check_shardable, n_steps
 
 BatchTransform = Callable[[Tensor], Tensor]
 
@@ -29,6 +30,8 @@ class InMemoryLoader:
     views into the permuted copy, so a step costs a slice, not a Python loop over examples.
     ``transform`` (e.g. stochastic binarisation) is applied to the inputs of each batch as it is served,
     so no transformed copy of the data is stored and a random transform is drawn afresh every epoch.
+    With ``world_size > 1`` each epoch is dealt out over the processes (``unsupnn.distributed``): rank
+    ``rank`` serves its disjoint share, in as many batches as every other rank.
     """
 
     def __init__(
@@ -39,6 +42,8 @@ class InMemoryLoader:
         drop_last: bool = False,
         seed: int = 0,
         transform: BatchTransform | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         if not tensors:
             raise ValueError("InMemoryLoader needs at least one tensor")
@@ -46,25 +51,27 @@ class InMemoryLoader:
         if any(t.shape[0] != n for t in tensors):
             raise ValueError(f"tensors disagree on the number of examples: {[t.shape[0] for t in tensors]}")
         check_batch_size(batch_size)
+        check_shardable(n, world_size, drop_last)
         self.tensors, self.n = tensors, n
         self.batch_size, self.shuffle, self.drop_last, self.seed = batch_size, shuffle, drop_last, seed
-        self.transform = transform
+        self.transform, self.rank, self.world_size = transform, rank, world_size
         self.epoch = 0
 
     def __len__(self) -> int:
-        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
+        return n_steps(self.n, self.batch_size, self.world_size, self.drop_last)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self):
         tensors = self.tensors
-        if self.shuffle:
-            perm = epoch_permutation(self.n, self.seed, self.epoch).to(tensors[0].device)
-            tensors = tuple(t[perm] for t in tensors)
+        if self.shuffle or self.world_size > 1:
+            order = epoch_permutation(self.n, self.seed, self.epoch) if self.shuffle else torch.arange(self.n)
+            order = order[self.rank :: self.world_size].to(tensors[0].device)
+            tensors = tuple(t[order] for t in tensors)
         self.epoch += 1
-        for i in range(len(self)):
-            batch = [t[i * self.batch_size : (i + 1) * self.batch_size] for t in tensors]
+        for start, stop in batch_bounds(len(tensors[0]), self.batch_size, len(self), self.drop_last):
+            batch = [t[start:stop] for t in tensors]
             if self.transform is not None:
                 batch[0] = self.transform(batch[0])
             yield tuple(batch) if len(batch) > 1 else batch[0]

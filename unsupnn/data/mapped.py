@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from unsupnn.data.loader import BatchTransform, check_batch_size, epoch_permutation
+from unsupnn.distributed import batch_bounds, check_shardable, n_steps
 
 CHUNK_BYTES = 32 * 2**20  # rows read at a time by full passes (statistics, checks)
 
@@ -114,7 +115,8 @@ class MappedLoader:
 
     Shuffling draws the same per-epoch permutation as :class:`InMemoryLoader`; each batch's indices are
     sorted before the read, so the disk is walked forward (the order inside a batch does not matter to a
-    gradient step). ``num_workers > 0`` reads batches ahead in worker processes.
+    gradient step). ``num_workers > 0`` reads batches ahead in worker processes. ``rank`` and
+    ``world_size`` shard each epoch over processes exactly as :class:`InMemoryLoader` does.
     """
 
     def __init__(
@@ -127,16 +129,19 @@ class MappedLoader:
         seed: int = 0,
         transform: BatchTransform | None = None,
         num_workers: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         check_batch_size(batch_size)
+        check_shardable(len(x), world_size, drop_last=False)
         if y is not None and len(y) != len(x):
             raise ValueError(f"{len(x)} rows but {len(y)} labels")
         self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
-        self.transform, self.num_workers = transform, num_workers
+        self.transform, self.num_workers, self.rank, self.world_size = transform, num_workers, rank, world_size
         self.epoch = 0
 
     def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
+        return n_steps(len(self.x), self.batch_size, self.world_size, drop_last=False)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -144,8 +149,10 @@ class MappedLoader:
     def __iter__(self):
         n = len(self.x)
         order = epoch_permutation(n, self.seed, self.epoch).numpy() if self.shuffle else np.arange(n)
+        order = order[self.rank :: self.world_size]
         self.epoch += 1
-        batches = [np.sort(order[i : i + self.batch_size]) for i in range(0, n, self.batch_size)]
+        bounds = batch_bounds(len(order), self.batch_size, len(self), drop_last=False)
+        batches = [np.sort(order[start:stop]) for start, stop in bounds]
         source = _Batches(self.x, self.y, batches)
         if self.num_workers:
             reader = DataLoader(source, batch_size=None, num_workers=self.num_workers)

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from unsupnn.lit.common import build_optimizer, inputs_of
+from unsupnn.lit.common import build_optimizer, inputs_of, log_epoch
 from unsupnn.nn.autoencoder import Autoencoder
 from unsupnn.nn.noise import corrupt
 
@@ -64,19 +64,15 @@ class LitAutoencoder(pl.LightningModule):
         x_in = corrupt(x, ae.corruption, ae.corruption_level, generator)
         return [x, x_in, ae(x_in)]
 
-    def _log_epoch(self, name: str, value: Tensor, **kwargs) -> None:
-        # Accumulated on the device and reduced once per epoch: no host sync per step.
-        self.log(name, value, on_step=False, on_epoch=True, **kwargs)
-
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x = inputs_of(batch)
         out = self.autoencoder.objective(x)
-        self._log_epoch("train/loss", out.loss)
-        self._log_epoch("train/recon_loss", out.recon_loss)
-        self._log_epoch("train/recon", torch.mean((out.recon - x) ** 2), prog_bar=True)
-        self._log_epoch("train/code_mean", out.code.mean())
+        log_epoch(self, "train/loss", out.loss)
+        log_epoch(self, "train/recon_loss", out.recon_loss)
+        log_epoch(self, "train/recon", torch.mean((out.recon - x) ** 2), prog_bar=True)
+        log_epoch(self, "train/code_mean", out.code.mean())
         for name, value in out.penalties.items():
-            self._log_epoch(f"train/{name}", value)
+            log_epoch(self, f"train/{name}", value)
         return out.loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -84,12 +80,12 @@ class LitAutoencoder(pl.LightningModule):
         ae = self.autoencoder
         code = ae.encode(x)
         a = ae.decode_preactivation(code)
-        self._log_epoch("val/recon_loss", ae.reconstruction_loss(a, x))
-        self._log_epoch("val/recon", torch.mean((ae.output(a) - x) ** 2), prog_bar=True)
-        self._log_epoch("val/code_mean", code.mean())
+        log_epoch(self, "val/recon_loss", ae.reconstruction_loss(a, x))
+        log_epoch(self, "val/recon", torch.mean((ae.output(a) - x) ** 2), prog_bar=True)
+        log_epoch(self, "val/code_mean", code.mean())
         if ae.denoising:
             x_in = corrupt(x, ae.corruption, ae.corruption_level)
-            self._log_epoch("val/denoise", torch.mean((ae(x_in) - x) ** 2))
+            log_epoch(self, "val/denoise", torch.mean((ae(x_in) - x) ** 2))
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from unsupnn.io import build_encoder
-from unsupnn.lit.common import build_optimizer
+from unsupnn.lit.common import build_optimizer, log_epoch
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True}
 
@@ -65,7 +65,7 @@ class LitClassifier(pl.LightningModule):
         loss = F.cross_entropy(logits, y)
         acc = self.acc[f"{split}_acc"]
         acc(logits, y)
-        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True)
+        log_epoch(self, f"{split}/loss", loss)  # the accuracy below is a metric object: it syncs its own counts
         self.log(f"{split}/acc", acc, on_step=False, on_epoch=True, prog_bar=split != "train")
         return loss
 

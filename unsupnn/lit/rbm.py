@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from unsupnn.lit.common import build_optimizer, inputs_of
+from unsupnn.lit.common import build_optimizer, inputs_of, log_epoch
 from unsupnn.nn.rbm import RBM, free_energy_gap, pseudo_log_likelihood
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.SGD", "_partial_": True, "momentum": 0.9}
@@ -43,6 +43,7 @@ class LitRBM(pl.LightningModule):
             raise ValueError(f"model.k={k}: contrastive divergence needs at least one Gibbs step")
         self.rbm = RBM(n_visible=n_features, n_hidden=n_hidden, visible=visible)
         # Persistent chains live in a buffer so checkpoints carry them; `chains_ready` marks them started.
+        # Under DDP each process keeps its own chains: configs/trainer/ddp.yaml turns off buffer broadcasting.
         self.register_buffer("chains", torch.zeros(n_chains if persistent else 0, n_features))
         self.register_buffer("chains_ready", torch.tensor(False))
 
@@ -95,15 +96,15 @@ class LitRBM(pl.LightningModule):
         if chains is not None:
             self.chains.copy_(v_model)
         loss = self.rbm.contrastive_divergence(v, v_model)
-        self.log("train/cd_loss", loss, on_step=False, on_epoch=True)
-        self.log("train/recon", torch.mean((v - recon) ** 2), on_step=False, on_epoch=True, prog_bar=True)
+        log_epoch(self, "train/cd_loss", loss)
+        log_epoch(self, "train/recon", torch.mean((v - recon) ** 2), prog_bar=True)
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         v = inputs_of(batch)
-        self.log("val/recon", torch.mean((v - self.rbm.reconstruct(v)) ** 2), prog_bar=True)
-        self.log("val/pll", pseudo_log_likelihood(self.rbm, v))
-        self.log("val/free_energy", self.rbm.free_energy(v).mean())
+        log_epoch(self, "val/recon", torch.mean((v - self.rbm.reconstruct(v)) ** 2), prog_bar=True)
+        log_epoch(self, "val/pll", pseudo_log_likelihood(self.rbm, v))
+        log_epoch(self, "val/free_energy", self.rbm.free_energy(v).mean())
 
     def on_validation_epoch_end(self) -> None:
         dm = getattr(self.trainer, "datamodule", None)
@@ -113,7 +114,7 @@ class LitRBM(pl.LightningModule):
         n = self.hparams.fe_gap_examples
         # A fixed training subset (the first n rows) against as many validation rows.
         gap = free_energy_gap(self.rbm, x_train[:n].to(self.device), x_val[:n].to(self.device))
-        self.log("val/fe_gap", gap)
+        log_epoch(self, "val/fe_gap", gap)
 
     def configure_optimizers(self):
         hp = self.hparams
