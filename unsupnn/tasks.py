@@ -8,8 +8,6 @@ pipeline (train, export, probe / fine-tune / scratch classifiers, logistic basel
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,10 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from sklearn.linear_model import LogisticRegression
 
 from unsupnn.callbacks import log_embedding
-from unsupnn.io import load_encoder, save_encoder
+from unsupnn.checkpoint import AtomicCheckpointIO, RandomState, resume_checkpoint
+from unsupnn.distributed import process_group
+from unsupnn.divergence import StopOnDivergence
+from unsupnn.io import atomic_write, load_encoder, save_encoder
 from unsupnn.lit.classifier import LitClassifier
 
 ENCODER_FILE = "encoder.safetensors"
@@ -32,10 +33,7 @@ METHODS = ("probe", "finetune", "scratch", "raw_logistic", "features_logistic")
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically: a kill leaves the previous file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2).encode())
 
 
 def _trainer(cfg: DictConfig, run_dir: Path, phase: str, *, max_epochs: int | None = None, monitor: str | None = None):
@@ -54,7 +52,9 @@ def _trainer(cfg: DictConfig, run_dir: Path, phase: str, *, max_epochs: int | No
         save_last=monitor is None,
     )
     overrides = {"max_epochs": max_epochs} if max_epochs is not None else {}
-    return instantiate(cfg.trainer, logger=logger, callbacks=[*monitors, checkpoint], **overrides)
+    divergence = StopOnDivergence(lr_key="model.lr" if phase == "pretrain" else "classifier.lr")
+    callbacks = [*monitors, divergence, RandomState(), checkpoint]
+    return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()], **overrides)
 
 
 def _scalars(metrics: dict) -> dict[str, float]:
@@ -75,17 +75,26 @@ def train(cfg: DictConfig, datamodule=None) -> dict[str, Any]:
     dm = datamodule or _setup_data(cfg)
     model = instantiate(cfg.model, n_features=dm.n_features, _recursive_=False, _convert_="all")
     model.check_input(dm.x_train, what=f"data={dm.name} (training split)")
+    if len(dm.x_train) < dm.batch_size:
+        raise ValueError(
+            f"data={dm.name}: the training split has {len(dm.x_train)} examples, fewer than one batch "
+            f"(data.batch_size={dm.batch_size}); lower data.batch_size or give more examples"
+        )
 
+    ckpt_path = resume_checkpoint(cfg.get("resume"), "pretrain", model)
     trainer = _trainer(cfg, run_dir, "pretrain")
     start = time.perf_counter()
-    trainer.fit(model, datamodule=dm)
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     seconds = time.perf_counter() - start
 
-    encoder_path = save_encoder(
-        model,
-        run_dir / ENCODER_FILE,
-        metadata={"model": model.model_name, "data": dm.name, "n_features": dm.n_features, "hparams": dict(model.hparams)},
-    )
+    encoder_path = run_dir / ENCODER_FILE
+    # Under DDP every process runs on from here (Lightning re-ran the script); rank 0 alone writes files.
+    if trainer.is_global_zero:
+        save_encoder(
+            model,
+            encoder_path,
+            metadata={"model": model.model_name, "data": dm.name, "n_features": dm.n_features, "hparams": dict(model.hparams)},
+        )
     summary = {
         "model": model.model_name,
         "data": dm.name,
@@ -94,11 +103,14 @@ def train(cfg: DictConfig, datamodule=None) -> dict[str, Any]:
         "metrics": _scalars(trainer.callback_metrics),
     }
     if dm.preprocessing is not None:
-        # The transform fitted on the training split, so later data can be fed exactly as in training.
-        write_json(run_dir / PREPROCESSING_FILE, dm.preprocessing.to_dict())
         summary["preprocessing"] = str(run_dir / PREPROCESSING_FILE)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    write_json(run_dir / "results.json", {"pretrain": summary})
+    if trainer.is_global_zero:
+        if dm.preprocessing is not None:
+            # The transform fitted on the training split, so later data can be fed exactly as in training.
+            write_json(run_dir / PREPROCESSING_FILE, dm.preprocessing.to_dict())
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        write_json(run_dir / "results.json", {"pretrain": summary})
+    trainer.strategy.barrier("train outputs written")  # the other ranks read the encoder next (pretrain)
     return {"summary": summary, "datamodule": dm, "model": model}
 
 
@@ -166,7 +178,8 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     # Round trip through the file: the classifier uses exactly what a user would load.
     encoder = load_encoder(out["summary"]["encoder"])
-    if cfg.get("embedding_projector") and cfg.get("logger"):
+    writer = process_group()[0] == 0  # under DDP every process runs the pipeline; rank 0 writes and prints
+    if writer and cfg.get("embedding_projector") and cfg.get("logger"):
         with torch.no_grad():
             features = encoder(dm.x_test[:2000].cpu())
         log_embedding(run_dir / "tensorboard" / "embedding", features, None if dm.y_test is None else dm.y_test.cpu(),
@@ -193,9 +206,10 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
         "labels": {"labels_per_class": dm.labels_per_class, "n_labelled": len(dm.y_labelled)},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    write_json(run_dir / "results.json", results)
-    print_table(rows, title=f"{out['summary']['model']} on {dm.name}: pretraining {out['summary']['seconds']:.1f}s")
-    print(f"results: {run_dir / 'results.json'}\nencoder: {out['summary']['encoder']}")
+    if writer:
+        write_json(run_dir / "results.json", results)
+        print_table(rows, title=f"{out['summary']['model']} on {dm.name}: pretraining {out['summary']['seconds']:.1f}s")
+        print(f"results: {run_dir / 'results.json'}\nencoder: {out['summary']['encoder']}")
     return results
 
 

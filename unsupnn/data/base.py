@@ -15,6 +15,7 @@ from unsupnn.data.budget import check_budget, pick_labelled
 from unsupnn.data.loader import BatchTransform, InMemoryLoader
 from unsupnn.data.mapped import MappedLoader, MappedRows, chunk_rows
 from unsupnn.data.preprocessing import Preprocessing
+from unsupnn.distributed import process_group
 
 BINARIZE = ("none", "threshold", "stochastic")
 
@@ -231,14 +232,24 @@ class ArrayDataModule(pl.LightningDataModule):
         # The shuffle follows the run's seed (set by seed_everything before loaders are made), so a seed
         # sweep varies the order of the batches, while the split itself stays fixed by split_seed.
         seed = torch.initial_seed() % 2**31
+        # Under DDP training loaders shard each epoch over the processes (the seed, hence the permutation,
+        # is the same on every rank); evaluation loaders give every rank the whole split, so the reduced
+        # metrics equal a single process's.
+        rank, world_size = process_group() if shuffle else (0, 1)
         if isinstance(x, MappedRows):
             return MappedLoader(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed, transform=transform,
-                                num_workers=self.num_workers)
+                                num_workers=self.num_workers, rank=rank, world_size=world_size)
         tensors = (x,) if y is None else (x, y)
-        return InMemoryLoader(*tensors, batch_size=batch_size, shuffle=shuffle, seed=seed, transform=transform)
+        return InMemoryLoader(*tensors, batch_size=batch_size, shuffle=shuffle, seed=seed, transform=transform,
+                              rank=rank, world_size=world_size)
 
     def train_dataloader(self):
-        return self.loader(self.x_train, self.y_train, shuffle=True, transform=self._binarize)
+        loader = self.loader(self.x_train, self.y_train, shuffle=True, transform=self._binarize)
+        # A resumed run starts at a later epoch; Lightning draws the first batch before it would set the
+        # epoch itself, so that epoch's order is set here, from the number Lightning's own set_epoch uses
+        # (restored from the checkpoint by now; current_epoch lags by one after an end-of-epoch checkpoint).
+        loader.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed if self.trainer is not None else 0)
+        return loader
 
     def val_dataloader(self):
         return self.loader(self.x_val, self.y_val, shuffle=False) if len(self.x_val) else []
