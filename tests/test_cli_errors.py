@@ -144,3 +144,54 @@ def test_a_disk_that_fills_up_during_a_checkpoint(tmp_path, small_disk):
     for path in written:
         torch.load(path, weights_only=True)
     assert not [p for p in (run / "checkpoints").rglob("*.tmp")]
+
+
+def _encoder_files(tmp_path: Path) -> dict[str, tuple[Path, tuple[str, ...]]]:
+    import json as _json
+
+    from safetensors.torch import save_file
+
+    from unsupnn import save_encoder
+    from unsupnn.io import FORMAT_VERSION
+    from unsupnn.nn import RBM
+
+    wrong_size = save_encoder(RBM(n_visible=10, n_hidden=4), tmp_path / "ten_inputs.safetensors")
+    truncated = save_encoder(RBM(n_visible=64, n_hidden=30), tmp_path / "truncated.safetensors")
+    truncated.write_bytes(truncated.read_bytes()[:-200])
+    other = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(other))
+    newer = tmp_path / "newer.safetensors"
+    save_file({"0.weight": torch.zeros(4, 64), "0.bias": torch.zeros(4)}, str(newer), metadata={
+        "format": "unsupnn.encoder", "format_version": str(FORMAT_VERSION + 1),
+        "spec": _json.dumps([{"kind": "linear", "in_features": 64, "out_features": 4}])})
+    return {
+        "input size does not match the data": (wrong_size, ("takes 10 inputs", "64 features", "drop classifier.encoder")),
+        "truncated": (truncated, ("truncated",)),
+        "another format": (other, ("not an unsupnn encoder",)),
+        "newer format version": (newer, ("newer than this unsupnn reads", "upgrade unsupnn")),
+    }
+
+
+@pytest.mark.parametrize("case", ["input size does not match the data", "truncated", "another format", "newer format version"])
+def test_a_bad_encoder_file_given_to_the_pipeline_is_refused(tmp_path, case):
+    path, needles = _encoder_files(tmp_path)[case]
+    run = tmp_path / "run"
+    proc = run_cli(["unsupnn-pretrain", f"classifier.encoder={path}", *FAST, f"hydra.run.dir={run}"], cwd=tmp_path)
+    _fails_cleanly(proc, run, *needles)
+
+
+def test_the_pipeline_evaluates_a_given_encoder_without_pretraining(tmp_path):
+    from unsupnn import save_encoder
+    from unsupnn.nn import RBM
+
+    path = save_encoder(RBM(n_visible=64, n_hidden=12), tmp_path / "given.safetensors")
+    run = tmp_path / "run"
+    proc = run_cli(["unsupnn-pretrain", f"classifier.encoder={path}", "classifier.max_epochs=1",
+                    "classifier.methods=[probe,features_logistic]", *FAST, f"hydra.run.dir={run}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json as _json
+
+    results = _json.loads((run / "results.json").read_text())
+    assert [r["method"] for r in results["rows"]] == ["probe", "features_logistic"]
+    assert results["pretrain"]["encoder"] == str(path)
+    assert not (run / "checkpoints" / "pretrain").exists()  # nothing was pretrained

@@ -6,6 +6,7 @@ import os
 import random
 import signal
 import subprocess
+import json
 import time
 from pathlib import Path
 
@@ -114,3 +115,32 @@ def test_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert int(torch.load(target, weights_only=True)["step"]) == 1
     assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]  # no temporary file left behind
+
+
+def test_pipeline_resumes_after_a_kill_during_pretraining(tmp_path):
+    """unsupnn-pretrain killed mid-pretraining, then `resume=<run dir>`: pretraining continues to its full
+    length in the same run and the classifier phases follow."""
+    import unsupnn
+
+    epochs = 4
+    args = ["unsupnn-pretrain", *QUICK, f"trainer.max_epochs={epochs}", "data.batch_size=8",
+            "classifier.max_epochs=1", "classifier.methods=[probe,raw_logistic]"]
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "pretrain" / "last.ckpt"
+    proc = subprocess.Popen([*args, f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    while proc.poll() is None and not last.exists():
+        time.sleep(0.02)
+    assert proc.poll() is None, "the pipeline finished before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "results.json").exists() and torch.load(last, weights_only=True)["epoch"] < epochs - 1
+
+    final = run_cli([*args, f"resume={run}"], cwd=tmp_path)
+    assert final.returncode == 0, final.stderr[-2000:]
+    done = _last(run)
+    assert done["epoch"] == epochs - 1
+    results = json.loads((run / "results.json").read_text())
+    assert [r["method"] for r in results["rows"]] == ["probe", "raw_logistic"]
+    encoder = unsupnn.load_encoder(run / "encoder.safetensors")
+    assert torch.equal(encoder[0].weight, done["state_dict"]["rbm.W"])

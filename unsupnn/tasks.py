@@ -174,10 +174,20 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
         raise ValueError(f"classifier.methods has {unknown}; valid methods are {list(METHODS)}")
     dm = _setup_data(cfg)
     _labelled_loaders(dm, 1)  # refuse unlabelled data before spending time on training
-    out = train(cfg, datamodule=dm)
     run_dir = Path(cfg.paths.output_dir)
-    # Round trip through the file: the classifier uses exactly what a user would load.
-    encoder = load_encoder(out["summary"]["encoder"])
+    given = cfg.classifier.get("encoder")
+    if given:  # an encoder exported earlier (or a run's checkpoint): evaluate it, train nothing new
+        encoder = load_encoder(given)
+        if encoder.in_features != dm.n_features:
+            raise ValueError(
+                f"classifier.encoder={given} takes {encoder.in_features} inputs but data={dm.name} has "
+                f"{dm.n_features} features: pass an encoder trained on this data, or drop classifier.encoder to pretrain one"
+            )
+        out = {"summary": {"model": "loaded encoder", "encoder": str(given), "seconds": 0.0, "metrics": {}}}
+    else:
+        out = train(cfg, datamodule=dm)
+        # Round trip through the file: the classifier uses exactly what a user would load.
+        encoder = load_encoder(out["summary"]["encoder"])
     writer = process_group()[0] == 0  # under DDP every process runs the pipeline; rank 0 writes and prints
     if writer and cfg.get("embedding_projector") and cfg.get("logger"):
         with torch.no_grad():
