@@ -7,6 +7,8 @@ from hydra.utils import instantiate
 
 from conftest import CONFIGS, make_cfg
 
+from unsupnn.stack import is_stack, layer_configs
+
 MODELS = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
 DATA = sorted(p.stem for p in (CONFIGS / "data").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
@@ -17,11 +19,16 @@ EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
 @pytest.mark.parametrize("data", DATA)
 def test_every_model_and_data_config_composes(app, model, data, tmp_path):
     cfg = make_cfg(app, [f"model={model}", f"data={data}"], tmp_path)
-    assert cfg.model._target_ and cfg.data._target_ and cfg.trainer._target_
+    assert cfg.data._target_ and cfg.trainer._target_
     assert cfg.paths.output_dir == str(tmp_path)
     dm = instantiate(cfg.data)
-    lit = instantiate(cfg.model, n_features=17, _recursive_=False, _convert_="all")
-    assert lit.hparams.n_features == 17
+    if is_stack(cfg.model):  # dbn, sda: every layer instantiates, each on the width of the one below
+        widths = [17, *cfg.model.hidden]
+        for (layer, _), n_in in zip(layer_configs(cfg.model), widths):
+            assert instantiate(layer, n_features=n_in, _recursive_=False, _convert_="all").hparams.n_features == n_in
+    else:
+        lit = instantiate(cfg.model, n_features=17, _recursive_=False, _convert_="all")
+        assert lit.hparams.n_features == 17
     assert dm.batch_size == cfg.data.batch_size
 
 

@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from sklearn.linear_model import LogisticRegression
 
 from unsupnn.callbacks import log_embedding
@@ -25,6 +25,8 @@ from unsupnn.distributed import process_group
 from unsupnn.divergence import StopOnDivergence
 from unsupnn.io import atomic_write, load_encoder, save_encoder
 from unsupnn.lit.classifier import LitClassifier
+from unsupnn.stack import is_stack, train_stack
+from unsupnn.study import budget_name, save_plot, write_csv
 
 ENCODER_FILE = "encoder.safetensors"
 PREPROCESSING_FILE = "preprocessing.json"
@@ -36,11 +38,12 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write(path, json.dumps(data, indent=2).encode())
 
 
-def _trainer(cfg: DictConfig, run_dir: Path, phase: str, *, max_epochs: int | None = None, monitor: str | None = None):
+def _trainer(cfg: DictConfig, run_dir: Path, phase: str, *, max_epochs: int | None = None, monitor: str | None = None,
+             patience: int | None = None, **overrides):
     """A Trainer for one phase: its own TensorBoard version and checkpoint folder under the run dir."""
     logger = instantiate(cfg.logger, version=phase) if cfg.get("logger") else False
     # Monitoring callbacks each skip what does not apply (images without image data, AIS without an RBM).
-    monitors = [instantiate(cb) for cb in (cfg.get("callbacks") or {}).values()]
+    monitors = [instantiate(cb) for cb in (cfg.get("callbacks") or {}).values() if cb is not None]  # null: switched off
     if not logger:  # LearningRateMonitor refuses a trainer without a logger: there is nowhere to write to
         monitors = [m for m in monitors if not isinstance(m, LearningRateMonitor)]
     checkpoint = ModelCheckpoint(
@@ -52,8 +55,11 @@ def _trainer(cfg: DictConfig, run_dir: Path, phase: str, *, max_epochs: int | No
         save_last=monitor is None,
     )
     overrides = {"max_epochs": max_epochs} if max_epochs is not None else {}
-    divergence = StopOnDivergence(lr_key="model.lr" if phase == "pretrain" else "classifier.lr")
+    lr_key = "model.lr" if phase == "pretrain" else "model.layer.lr" if phase.startswith("pretrain/") else "classifier.lr"
+    divergence = StopOnDivergence(lr_key=lr_key)
     callbacks = [*monitors, divergence, RandomState(), checkpoint]
+    if monitor and patience:  # patience counts validation checks without a new best
+        callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=patience))
     return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()], **overrides)
 
 
@@ -73,18 +79,23 @@ def train(cfg: DictConfig, datamodule=None) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = datamodule or _setup_data(cfg)
-    model = instantiate(cfg.model, n_features=dm.n_features, _recursive_=False, _convert_="all")
-    model.check_input(dm.x_train, what=f"data={dm.name} (training split)")
     if len(dm.x_train) < dm.batch_size:
         raise ValueError(
             f"data={dm.name}: the training split has {len(dm.x_train)} examples, fewer than one batch "
             f"(data.batch_size={dm.batch_size}); lower data.batch_size or give more examples"
         )
-
-    ckpt_path = resume_checkpoint(cfg.get("resume"), "pretrain", model)
-    trainer = _trainer(cfg, run_dir, "pretrain")
     start = time.perf_counter()
-    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    if is_stack(cfg.model):  # dbn, sda: one phase per layer, bottom-up
+        model, trainers = train_stack(cfg, dm, lambda phase, epochs: _trainer(cfg, run_dir, phase, max_epochs=epochs))
+        trainer = trainers[-1]
+        metrics = {f"layer{i}/{k}": v for i, t in enumerate(trainers, 1) for k, v in t.callback_metrics.items()}
+    else:
+        model = instantiate(cfg.model, n_features=dm.n_features, _recursive_=False, _convert_="all")
+        model.check_input(dm.x_train, what=f"data={dm.name} (training split)")
+        ckpt_path = resume_checkpoint(cfg.get("resume"), "pretrain", model)
+        trainer = _trainer(cfg, run_dir, "pretrain")
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+        metrics = trainer.callback_metrics
     seconds = time.perf_counter() - start
 
     encoder_path = run_dir / ENCODER_FILE
@@ -100,7 +111,7 @@ def train(cfg: DictConfig, datamodule=None) -> dict[str, Any]:
         "data": dm.name,
         "encoder": str(encoder_path),
         "seconds": round(seconds, 3),
-        "metrics": _scalars(trainer.callback_metrics),
+        "metrics": _scalars(metrics),
     }
     if dm.preprocessing is not None:
         summary["preprocessing"] = str(run_dir / PREPROCESSING_FILE)
@@ -114,8 +125,8 @@ def train(cfg: DictConfig, datamodule=None) -> dict[str, Any]:
     return {"summary": summary, "datamodule": dm, "model": model}
 
 
-def _fit_classifier(cfg: DictConfig, run_dir: Path, dm, method: str, encoder) -> tuple[float, float]:
-    """Train encoder + head (probe, finetune or scratch); return (test accuracy, seconds)."""
+def _fit_classifier(cfg: DictConfig, run_dir: Path, dm, method: str, encoder, phase: str | None = None) -> tuple[float, float, int]:
+    """Train encoder + head (probe, finetune or scratch); return (test accuracy, seconds, updates made)."""
     ccfg = cfg.classifier
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     clf = LitClassifier(
@@ -129,18 +140,26 @@ def _fit_classifier(cfg: DictConfig, run_dir: Path, dm, method: str, encoder) ->
         encoder_lr=ccfg.lr if method == "scratch" else ccfg.encoder_lr,
         weight_decay=ccfg.weight_decay,
         optimizer=OmegaConf.to_container(ccfg.optimizer, resolve=True),
+        dropout=ccfg.get("dropout", 0.0) if method != "probe" else 0.0,
+        input_dropout=ccfg.get("input_dropout", 0.0) if method != "probe" else 0.0,
+        lr_schedule=ccfg.get("lr_schedule", "constant"),
     )
     if method != "scratch":
         clf.encoder.load_state_dict(encoder.state_dict())
     has_val = len(dm.x_val) > 0
-    trainer = _trainer(cfg, run_dir, method, max_epochs=ccfg.max_epochs, monitor="val/acc" if has_val else None)
+    # Few labels make short epochs: stretch the run to at least min_steps updates, validating (and counting
+    # patience) once per `stretch` epochs, so every label budget gets the same schedule in validation checks.
+    steps_per_epoch = -(-len(dm.y_labelled) // ccfg.batch_size)
+    stretch = max(1, -(-ccfg.get("min_steps", 0) // (steps_per_epoch * ccfg.max_epochs)))
+    trainer = _trainer(cfg, run_dir, phase or method, max_epochs=ccfg.max_epochs * stretch, monitor="val/acc" if has_val else None,
+                       patience=ccfg.get("patience"), check_val_every_n_epoch=stretch)
     loaders = _labelled_loaders(dm, ccfg.batch_size)
     start = time.perf_counter()
     trainer.fit(clf, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])
     seconds = time.perf_counter() - start
     # The best checkpoint by validation accuracy is the one evaluated (the last one without validation).
     result = trainer.test(clf, dataloaders=loaders["test"], ckpt_path="best" if has_val else None, verbose=False)
-    return result[0]["test/acc"], seconds
+    return result[0]["test/acc"], seconds, trainer.global_step
 
 
 def _labelled_loaders(dm, batch_size: int) -> dict:
@@ -195,17 +214,29 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
         log_embedding(run_dir / "tensorboard" / "embedding", features, None if dm.y_test is None else dm.y_test.cpu(),
                       images=dm.x_test[: len(features)].cpu(), image_shape=dm.image_shape)
 
+    # The label-efficiency study walks through label budgets; a plain run has one, data.labels_per_class.
+    budgets = list(cfg.label_budgets) if cfg.get("label_budgets") else [dm.labels_per_class]
+    study = cfg.get("label_budgets") is not None
     rows = []
-    for method in cfg.classifier.methods:
-        if method in ("probe", "finetune", "scratch"):
-            acc, seconds = _fit_classifier(cfg, run_dir, dm, method, encoder)
-        elif method == "raw_logistic":
-            acc, seconds = _logistic(cfg, dm.x_labelled, dm.y_labelled, dm.x_test, dm.y_test, cfg.classifier.logistic_C_raw)
-        else:
-            with torch.no_grad():
-                f_train, f_test = encoder(_in_memory(dm.x_labelled)), encoder(_in_memory(dm.x_test))
-            acc, seconds = _logistic(cfg, f_train, dm.y_labelled, f_test, dm.y_test, cfg.classifier.logistic_C)
-        rows.append({"method": method, "test_accuracy": round(float(acc), 4), "seconds": round(seconds, 2)})
+    for budget in budgets:
+        dm.set_label_budget(budget)
+        for method in cfg.classifier.methods:
+            phase = f"{method}/labels_{budget_name(budget)}" if study else method
+            steps = None
+            if method in ("probe", "finetune", "scratch"):
+                acc, seconds, steps = _fit_classifier(cfg, run_dir, dm, method, encoder, phase=phase)
+            elif method == "raw_logistic":
+                acc, seconds = _logistic(cfg, dm.x_labelled, dm.y_labelled, dm.x_test, dm.y_test, cfg.classifier.logistic_C_raw)
+            else:
+                with torch.no_grad():
+                    f_train, f_test = encoder(_in_memory(dm.x_labelled)), encoder(_in_memory(dm.x_test))
+                acc, seconds = _logistic(cfg, f_train, dm.y_labelled, f_test, dm.y_test, cfg.classifier.logistic_C)
+            row = {"method": method, "test_accuracy": round(float(acc), 4), "seconds": round(seconds, 2)}
+            if steps is not None:  # early stopping makes it at most the budget; scratch's budget is finetune's
+                row["steps"] = steps
+            if study:
+                row = {"labels_per_class": budget_name(budget), "n_labelled": len(dm.y_labelled), **row}
+            rows.append(row)
 
     results = {
         "rows": rows,
@@ -218,6 +249,10 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
     }
     if writer:
         write_json(run_dir / "results.json", results)
+        if study:
+            write_csv(rows, run_dir / "results.csv")
+            save_plot(rows, dm.n_classes, run_dir / "label_efficiency.png", title=f"{out['summary']['model']} on {dm.name}",
+                      tensorboard_dir=run_dir / "tensorboard" / "label_efficiency" if cfg.get("logger") else None)
         print_table(rows, title=f"{out['summary']['model']} on {dm.name}: pretraining {out['summary']['seconds']:.1f}s")
         print(f"results: {run_dir / 'results.json'}\nencoder: {out['summary']['encoder']}")
     return results
@@ -226,6 +261,7 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
 def print_table(rows: list[dict], title: str = "") -> None:
     if title:
         print(f"\n{title}")
-    print(f"{'method':<18} {'test_accuracy':>13} {'seconds':>8}")
+    study = "labels_per_class" in (rows[0] if rows else {})
+    print(f"{'labels/class':>12} " * study + f"{'method':<18} {'test_accuracy':>13} {'seconds':>8}")
     for r in rows:
-        print(f"{r['method']:<18} {r['test_accuracy']:>13.4f} {r['seconds']:>8.2f}")
+        print((f"{r['labels_per_class']:>12} " if study else "") + f"{r['method']:<18} {r['test_accuracy']:>13.4f} {r['seconds']:>8.2f}")

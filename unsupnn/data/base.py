@@ -199,6 +199,14 @@ class ArrayDataModule(pl.LightningDataModule):
                     "data.binarize=threshold"
                 )
 
+    def set_label_budget(self, labels_per_class: int | float | None) -> None:
+        """Give the classifier another label budget (the label-efficiency study walks through several).
+
+        For a fixed label_seed the picks of a smaller budget are a subset of those of a larger one.
+        """
+        self.labels_per_class = check_budget(labels_per_class)
+        self._pick_labelled()
+
     def _pick_labelled(self) -> None:
         self.x_labelled, self.y_labelled = self.x_train, self.y_train
         if self.labels_per_class is None:

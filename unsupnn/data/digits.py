@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.preprocessing import minmax_scale
 
 from unsupnn.data.base import ArrayDataModule
+from unsupnn.data.preprocessing import Preprocessing
+from unsupnn.data.scaling import Scaler
 
-SCALINGS = ("max", "minmax")
+SCALINGS = ("max", "minmax", "standard")
 
 
 def nudge(x: np.ndarray, y: np.ndarray, side: int = 8) -> tuple[np.ndarray, np.ndarray]:
@@ -34,7 +38,8 @@ class DigitsDataModule(ArrayDataModule):
     """1797 8x8 grey digits in [0, 1] (64 features, 10 classes).
 
     ``scaling="max"`` divides by 16 (the pixel range); ``"minmax"`` scales each column over the whole
-    set, as scikit-learn's RBM example does. ``nudge=True`` adds that example's one-pixel shifts.
+    set, as scikit-learn's RBM example does; ``"standard"`` gives each column zero mean and unit variance
+    on the training split (for Gaussian visible units, ``model=grbm``). ``nudge=True`` adds that example's one-pixel shifts.
     """
 
     def __init__(self, *, nudge: bool = False, scaling: str = "max", **kwargs):
@@ -49,5 +54,14 @@ class DigitsDataModule(ArrayDataModule):
         x = np.asarray(x, dtype=np.float32)
         if self.nudge:
             x, y = nudge(x, y)
-        x = minmax_scale(x, feature_range=(0, 1)) if self.scaling == "minmax" else x / 16.0
+        if self.scaling == "minmax":
+            x = minmax_scale(x, feature_range=(0, 1))
+        elif self.scaling == "max":
+            x = x / 16.0
         return x, y
+
+    def fit_preprocessing(self, chunks: Iterable[np.ndarray], n_features: int) -> Preprocessing | None:
+        if self.scaling != "standard":
+            return None
+        # Fitted on the training split alone; saved with the run so later data can be scaled the same way.
+        return Preprocessing(Scaler.fit("standard", chunks, n_features=n_features), source={"data": "digits"})

@@ -36,6 +36,9 @@ class LitClassifier(pl.LightningModule):
         encoder_lr: float | None = None,
         weight_decay: float = 0.0,
         optimizer: dict | None = None,
+        dropout: float = 0.0,
+        input_dropout: float = 0.0,
+        lr_schedule: str = "constant",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -47,13 +50,29 @@ class LitClassifier(pl.LightningModule):
             self.head = nn.Sequential(nn.Linear(width, head_hidden), nn.ReLU(), nn.Linear(head_hidden, n_classes))
         else:
             raise ValueError(f"classifier.head={head!r}; use 'linear' or 'mlp'")
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"classifier.lr_schedule={lr_schedule!r}; use 'constant' or 'cosine'")
+        for name, p in (("dropout", dropout), ("input_dropout", input_dropout)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"classifier.{name}={p}; a dropout rate is in [0, 1)")
         if freeze_encoder:
             self.encoder.requires_grad_(False)
         # One metric object per split, so each accumulates over its own epoch (keys avoid Module.train).
         self.acc = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes=n_classes, average="micro") for s in ("train", "val", "test")})
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.encoder(x))
+        hp = self.hparams
+        if not (hp.dropout or hp.input_dropout):
+            return self.head(self.encoder(x))
+        # Dropout (Srivastava et al., 2014) on the input and on every hidden layer of an encoder being
+        # trained; the encoder's own modules stay as exported, so its weights load either way.
+        training = self.encoder.training and not hp.freeze_encoder
+        x = F.dropout(x, hp.input_dropout, training)
+        for layer in self.encoder:
+            x = layer(x)
+            if not isinstance(layer, nn.Linear):
+                x = F.dropout(x, hp.dropout, training)
+        return self.head(x)
 
     def on_train_epoch_start(self) -> None:
         if self.hparams.freeze_encoder:
@@ -83,4 +102,9 @@ class LitClassifier(pl.LightningModule):
         groups = [{"params": self.head.parameters(), "lr": hp.lr}]
         if not hp.freeze_encoder:
             groups.append({"params": self.encoder.parameters(), "lr": hp.encoder_lr or hp.lr})
-        return build_optimizer(hp.optimizer or DEFAULT_OPTIMIZER, groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        optimizer = build_optimizer(hp.optimizer or DEFAULT_OPTIMIZER, groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.lr_schedule == "constant":
+            return optimizer
+        # Cosine decay to zero over the run (Loshchilov & Hutter, 2017), stepped once per epoch.
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.trainer.max_epochs))
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
