@@ -86,10 +86,13 @@ class FeatureData(ArrayDataModule):
 @torch.no_grad()
 def features(layer: nn.Module, x, chunk: int = 8192) -> Tensor:
     """``layer(x)`` in chunks (a memory-mapped split is read a piece at a time), on the layer's device."""
+    was_training = layer.training
     layer.eval()
     device = next(layer.parameters()).device
     # At least one call, so an empty split gives an empty tensor of the right width.
-    return torch.cat([layer(x[i : i + chunk].to(device)) for i in range(0, max(len(x), 1), chunk)])
+    out = torch.cat([layer(x[i : i + chunk].to(device)) for i in range(0, max(len(x), 1), chunk)])
+    layer.train(was_training)
+    return out
 
 
 def stack_encoders(layers: list[Any]) -> nn.Sequential:

@@ -25,7 +25,7 @@ from unsupnn.distributed import process_group
 from unsupnn.divergence import StopOnDivergence
 from unsupnn.io import atomic_write, load_encoder, save_encoder
 from unsupnn.lit.classifier import LitClassifier
-from unsupnn.stack import is_stack, train_stack
+from unsupnn.stack import features, is_stack, train_stack
 from unsupnn.study import budget_name, save_plot, write_csv
 
 ENCODER_FILE = "encoder.safetensors"
@@ -143,6 +143,7 @@ def _fit_classifier(cfg: DictConfig, run_dir: Path, dm, method: str, encoder, ph
         dropout=ccfg.get("dropout", 0.0) if method != "probe" else 0.0,
         input_dropout=ccfg.get("input_dropout", 0.0) if method != "probe" else 0.0,
         lr_schedule=ccfg.get("lr_schedule", "constant"),
+        on_features=method == "probe",
     )
     if method != "scratch":
         clf.encoder.load_state_dict(encoder.state_dict())
@@ -153,8 +154,8 @@ def _fit_classifier(cfg: DictConfig, run_dir: Path, dm, method: str, encoder, ph
     stretch = max(1, -(-ccfg.get("min_steps", 0) // (steps_per_epoch * ccfg.max_epochs)))
     trainer = _trainer(cfg, run_dir, phase or method, max_epochs=ccfg.max_epochs * stretch, monitor="val/acc" if has_val else None,
                        patience=ccfg.get("patience"), check_val_every_n_epoch=stretch)
-    loaders = _labelled_loaders(dm, ccfg.batch_size)
     start = time.perf_counter()
+    loaders = _labelled_loaders(dm, ccfg.batch_size, encoder if method == "probe" else None)
     trainer.fit(clf, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])
     seconds = time.perf_counter() - start
     # The best checkpoint by validation accuracy is the one evaluated (the last one without validation).
@@ -162,15 +163,19 @@ def _fit_classifier(cfg: DictConfig, run_dir: Path, dm, method: str, encoder, ph
     return result[0]["test/acc"], seconds, trainer.global_step
 
 
-def _labelled_loaders(dm, batch_size: int) -> dict:
+def _labelled_loaders(dm, batch_size: int, frozen_encoder=None) -> dict:
     """The classifier trains on the label budget's picks (all of the training split without a budget);
-    validation and test use every labelled example."""
+    validation and test use every labelled example. With a frozen encoder (the probe) the batches hold its
+    features, computed once: the encoder's forward pass is not repeated every epoch."""
     if dm.y_train is None:
         raise ValueError(f"data={dm.name} has no labels, so no classifier can be trained: use unsupnn-train instead")
+    inputs = {"train": dm.x_labelled, "val": dm.x_val, "test": dm.x_test}
+    if frozen_encoder is not None:
+        inputs = {split: features(frozen_encoder, x) for split, x in inputs.items()}
     return {
-        "train": dm.loader(dm.x_labelled, dm.y_labelled, shuffle=True, batch_size=batch_size),
-        "val": dm.loader(dm.x_val, dm.y_val, shuffle=False, batch_size=batch_size) if len(dm.x_val) else [],
-        "test": dm.loader(dm.x_test, dm.y_test, shuffle=False, batch_size=batch_size),
+        "train": dm.loader(inputs["train"], dm.y_labelled, shuffle=True, batch_size=batch_size),
+        "val": dm.loader(inputs["val"], dm.y_val, shuffle=False, batch_size=batch_size) if len(dm.x_val) else [],
+        "test": dm.loader(inputs["test"], dm.y_test, shuffle=False, batch_size=batch_size),
     }
 
 

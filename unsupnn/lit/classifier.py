@@ -19,7 +19,8 @@ DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True}
 class LitClassifier(pl.LightningModule):
     """Encoder (built from its spec) + head, trained with cross-entropy.
 
-    ``freeze_encoder=True`` is the linear probe; otherwise the encoder is fine-tuned at ``encoder_lr``
+    ``freeze_encoder=True`` is the linear probe (with ``on_features=True`` its batches are the frozen
+    encoder's outputs, computed once instead of every epoch; ``forward`` still takes inputs); otherwise the encoder is fine-tuned at ``encoder_lr``
     (default: ``lr``) while the head learns at ``lr``. The weights of a pretrained encoder are loaded by
     the caller (``model.encoder.load_state_dict``), so the module needs nothing but plain values.
     """
@@ -39,6 +40,7 @@ class LitClassifier(pl.LightningModule):
         dropout: float = 0.0,
         input_dropout: float = 0.0,
         lr_schedule: str = "constant",
+        on_features: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -57,6 +59,8 @@ class LitClassifier(pl.LightningModule):
                 raise ValueError(f"classifier.{name}={p}; a dropout rate is in [0, 1)")
         if freeze_encoder:
             self.encoder.requires_grad_(False)
+        elif on_features:
+            raise ValueError("on_features=True feeds the frozen encoder's outputs: it needs freeze_encoder=True")
         # One metric object per split, so each accumulates over its own epoch (keys avoid Module.train).
         self.acc = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes=n_classes, average="micro") for s in ("train", "val", "test")})
 
@@ -80,7 +84,8 @@ class LitClassifier(pl.LightningModule):
 
     def _step(self, batch: Any, split: str) -> Tensor:
         x, y = batch
-        logits = self(x)
+        # A probe's batches may hold the frozen encoder's outputs, computed once for the whole run.
+        logits = self.head(x) if self.hparams.on_features else self(x)
         loss = F.cross_entropy(logits, y)
         acc = self.acc[f"{split}_acc"]
         acc(logits, y)
