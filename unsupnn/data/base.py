@@ -82,6 +82,7 @@ class ArrayDataModule(pl.LightningDataModule):
         label_seed: int | None = None,
         on_device: bool = False,
         num_workers: int = 0,
+        pin_memory: bool | None = None,
     ):
         super().__init__()
         for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -96,6 +97,9 @@ class ArrayDataModule(pl.LightningDataModule):
         self.labels_per_class = check_budget(labels_per_class)
         self.label_seed = split_seed if label_seed is None else label_seed
         self.on_device, self.num_workers = on_device, num_workers
+        # Page-locked batches for asynchronous copies to the GPU; None: whenever CUDA is available and the
+        # data stay in host memory (data.on_device=false, or data that do not fit on the GPU).
+        self.pin_memory = pin_memory
         self.image_shape: tuple[int, int, int] | None = None
         self.source: Path | None = None  # the file or folder read, which messages name
         self.preprocessing: Preprocessing | None = None
@@ -248,8 +252,9 @@ class ArrayDataModule(pl.LightningDataModule):
             return MappedLoader(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed, transform=transform,
                                 num_workers=self.num_workers, rank=rank, world_size=world_size)
         tensors = (x,) if y is None else (x, y)
+        pin = torch.cuda.is_available() if self.pin_memory is None else self.pin_memory
         return InMemoryLoader(*tensors, batch_size=batch_size, shuffle=shuffle, seed=seed, transform=transform,
-                              rank=rank, world_size=world_size)
+                              rank=rank, world_size=world_size, pin_memory=pin)
 
     def train_dataloader(self):
         loader = self.loader(self.x_train, self.y_train, shuffle=True, transform=self._binarize)

@@ -32,6 +32,9 @@ class InMemoryLoader:
     so no transformed copy of the data is stored and a random transform is drawn afresh every epoch.
     With ``world_size > 1`` each epoch is dealt out over the processes (``unsupnn.distributed``): rank
     ``rank`` serves its disjoint share, in as many batches as every other rank.
+    ``pin_memory`` (CPU tensors, with CUDA available): batches are views of page-locked memory, so their
+    copies to the GPU run asynchronously (Lightning moves batches with ``non_blocking=True``); the epoch's
+    permuted copy is gathered straight into page-locked buffers allocated once. Without CUDA it does nothing.
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class InMemoryLoader:
         transform: BatchTransform | None = None,
         rank: int = 0,
         world_size: int = 1,
+        pin_memory: bool = False,
     ):
         if not tensors:
             raise ValueError("InMemoryLoader needs at least one tensor")
@@ -55,6 +59,8 @@ class InMemoryLoader:
         self.tensors, self.n = tensors, n
         self.batch_size, self.shuffle, self.drop_last, self.seed = batch_size, shuffle, drop_last, seed
         self.transform, self.rank, self.world_size = transform, rank, world_size
+        self.pin_memory = pin_memory and torch.cuda.is_available() and all(t.device.type == "cpu" for t in tensors)
+        self._pinned: tuple[Tensor, ...] | None = None  # page-locked buffers, allocated on first use
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -68,7 +74,17 @@ class InMemoryLoader:
         if self.shuffle or self.world_size > 1:
             order = epoch_permutation(self.n, self.seed, self.epoch) if self.shuffle else torch.arange(self.n)
             order = order[self.rank :: self.world_size].to(tensors[0].device)
-            tensors = tuple(t[order] for t in tensors)
+            if self.pin_memory:
+                if self._pinned is None:
+                    self._pinned = tuple(torch.empty((len(order), *t.shape[1:]), dtype=t.dtype, pin_memory=True)
+                                         for t in tensors)
+                tensors = tuple(torch.index_select(t, 0, order, out=buf) for t, buf in zip(tensors, self._pinned))
+            else:
+                tensors = tuple(t[order] for t in tensors)
+        elif self.pin_memory:
+            if self._pinned is None:
+                self._pinned = tuple(t.pin_memory() for t in tensors)
+            tensors = self._pinned
         self.epoch += 1
         for start, stop in batch_bounds(len(tensors[0]), self.batch_size, len(self), self.drop_last):
             batch = [t[start:stop] for t in tensors]

@@ -6,23 +6,25 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from unsupnn.lit.common import build_optimizer, inputs_of, log_epoch
+from unsupnn.lit.common import EpochMeans, LeanHooks, build_optimizer, check_compile, compiled, inputs_of
 from unsupnn.nn.autoencoder import Autoencoder
 from unsupnn.nn.noise import corrupt
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True}
 
 
-class LitAutoencoder(pl.LightningModule):
+class LitAutoencoder(LeanHooks, pl.LightningModule):
     """Trains an Autoencoder; every keyword argument besides the ones below goes to ``unsupnn.nn.Autoencoder``
     (``hidden_dims``, ``activation``, ``loss``, ``tied``, ``sparsity``, ``corruption``, ...).
 
     ``name`` is what runs report as the model (``ae``, ``sparse_ae``, ...). ``optimizer`` is a Hydra
     ``_partial_`` config receiving the parameters, ``lr`` and ``weight_decay``. ``image_rows`` feeds the
     TensorBoard reconstruction grid (``configs/callbacks``). Every argument is a plain value and the full autoencoder config joins the hyper-parameters, so
-    checkpoints rebuild with ``weights_only=True``.
+    checkpoints rebuild with ``weights_only=True``. ``compile``: ``torch.compile`` the objective (forward
+    and backward) when training starts: true for the inductor backend, or a backend name (docs/performance.md).
     """
 
     model_name = "ae"
@@ -35,13 +37,19 @@ class LitAutoencoder(pl.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         optimizer: dict | None = None,
+        compile: bool | str = False,
         **autoencoder: Any,
     ):
         super().__init__()
+        check_compile(compile)
         self.save_hyperparameters()
         self.model_name = name
         self.autoencoder = Autoencoder(n_features=n_features, **autoencoder)
         self.hparams.update(self.autoencoder.config)
+        # Epoch means summed on the device, logged once per epoch (lit.common.EpochMeans).
+        self._train_metrics = EpochMeans(prog_bar=["train/recon"])
+        self._val_metrics = EpochMeans(prog_bar=["val/recon"])
+        self._objective = None  # Autoencoder.objective, compiled or not: set when training starts
 
     # the feature map, also what save_encoder exports
     def forward(self, x: Tensor) -> Tensor:
@@ -64,28 +72,49 @@ class LitAutoencoder(pl.LightningModule):
         x_in = corrupt(x, ae.corruption, ae.corruption_level, generator)
         return [x, x_in, ae(x_in)]
 
+    def on_train_start(self) -> None:
+        self._objective = compiled(self.autoencoder.objective, self.hparams.get("compile", False))
+
+    def on_train_epoch_start(self) -> None:
+        self._train_metrics.reset()
+
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x = inputs_of(batch)
-        out = self.autoencoder.objective(x)
-        log_epoch(self, "train/loss", out.loss)
-        log_epoch(self, "train/recon_loss", out.recon_loss)
-        log_epoch(self, "train/recon", torch.mean((out.recon - x) ** 2), prog_bar=True)
-        log_epoch(self, "train/code_mean", out.code.mean())
-        for name, value in out.penalties.items():
-            log_epoch(self, f"train/{name}", value)
+        out = (self._objective or self.autoencoder.objective)(x)
+        with torch.no_grad():
+            metrics = {
+                "train/loss": out.loss,
+                "train/recon_loss": out.recon_loss,
+                "train/recon": F.mse_loss(out.recon, x),
+                "train/code_mean": out.code.mean(),
+            }
+            metrics.update((f"train/{name}", value) for name, value in out.penalties.items())
+            self._train_metrics.add(metrics, len(x))
         return out.loss
+
+    def on_train_epoch_end(self) -> None:
+        self._train_metrics.log(self)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_metrics.reset()
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x = inputs_of(batch)
         ae = self.autoencoder
         code = ae.encode(x)
         a = ae.decode_preactivation(code)
-        log_epoch(self, "val/recon_loss", ae.reconstruction_loss(a, x))
-        log_epoch(self, "val/recon", torch.mean((ae.output(a) - x) ** 2), prog_bar=True)
-        log_epoch(self, "val/code_mean", code.mean())
+        metrics = {
+            "val/recon_loss": ae.reconstruction_loss(a, x),
+            "val/recon": F.mse_loss(ae.output(a), x),
+            "val/code_mean": code.mean(),
+        }
         if ae.denoising:
             x_in = corrupt(x, ae.corruption, ae.corruption_level)
-            log_epoch(self, "val/denoise", torch.mean((ae(x_in) - x) ** 2))
+            metrics["val/denoise"] = F.mse_loss(ae(x_in), x)
+        self._val_metrics.add(metrics, len(x))
+
+    def on_validation_epoch_end(self) -> None:
+        self._val_metrics.log(self)
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -6,19 +6,25 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from unsupnn.lit.common import build_optimizer, inputs_of, log_epoch
+from unsupnn.lit.common import EpochMeans, LeanHooks, build_optimizer, check_compile, compiled, inputs_of, log_epoch
 from unsupnn.nn.rbm import RBM, free_energy_gap, pseudo_log_likelihood
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.SGD", "_partial_": True, "momentum": 0.9}
+GIBBS_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
 
 
-class LitRBM(pl.LightningModule):
+class LitRBM(LeanHooks, pl.LightningModule):
     """Trains an RBM by CD-k (``persistent=False``) or PCD-k (``persistent=True``, ``n_chains`` chains).
 
     Every argument is a plain value (checkpoints load with ``torch.load(weights_only=True)``);
     ``optimizer`` is a Hydra ``_partial_`` config that receives the parameters, ``lr`` and ``weight_decay``.
+    ``compile``: ``torch.compile`` the CD step (``RBM.cd_step``, forward and update) when training starts:
+    true for the inductor backend, or a backend name; worth it on a GPU, not on a CPU (docs/performance.md).
+    ``gibbs_dtype``: ``bfloat16`` runs the products that only draw the chains' next states (PCD, and CD-k
+    beyond its first step) in bf16; statistics, objective and metrics stay float32 (``RBM.cd_step``).
     """
 
     model_name = "rbm"
@@ -36,16 +42,26 @@ class LitRBM(pl.LightningModule):
         weight_decay: float = 0.0,
         optimizer: dict | None = None,
         fe_gap_examples: int = 500,
+        compile: bool | str = False,
+        gibbs_dtype: str = "float32",
     ):
         super().__init__()
         self.save_hyperparameters()
         if k < 1:
             raise ValueError(f"model.k={k}: contrastive divergence needs at least one Gibbs step")
+        check_compile(compile)
+        if gibbs_dtype not in GIBBS_DTYPES:
+            raise ValueError(f"model.gibbs_dtype={gibbs_dtype!r}; use one of {list(GIBBS_DTYPES)}")
+        self._gibbs_dtype = GIBBS_DTYPES[gibbs_dtype]
         self.rbm = RBM(n_visible=n_features, n_hidden=n_hidden, visible=visible)
         # Persistent chains live in a buffer so checkpoints carry them; `chains_ready` marks them started.
         # Under DDP each process keeps its own chains: configs/trainer/ddp.yaml turns off buffer broadcasting.
         self.register_buffer("chains", torch.zeros(n_chains if persistent else 0, n_features))
         self.register_buffer("chains_ready", torch.tensor(False))
+        # Epoch means summed on the device, logged once per epoch (lit.common.EpochMeans).
+        self._train_metrics = EpochMeans(prog_bar=["train/recon"])
+        self._val_metrics = EpochMeans(prog_bar=["val/recon"])
+        self._cd_step = None  # RBM.cd_step, compiled or not: set when training starts
 
     # the feature map, also what save_encoder exports
     def forward(self, v: Tensor) -> Tensor:
@@ -78,10 +94,14 @@ class LitRBM(pl.LightningModule):
     def on_train_start(self) -> None:
         # Read once here, not per step: a tensor in an `if` would sync the device every batch.
         self._chains_started = bool(self.chains_ready)
+        self._cd_step = compiled(self.rbm.cd_step, self.hparams.get("compile", False))
         # Hinton's init of the visible biases needs the data; only on a fresh run, never on resume.
         dm = getattr(self.trainer, "datamodule", None)
         if self.global_step == 0 and getattr(dm, "x_train", None) is not None:
             self.rbm.init_visible_bias(dm.x_train.mean(0))
+
+    def on_train_epoch_start(self) -> None:
+        self._train_metrics.reset()
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         v = inputs_of(batch)
@@ -92,21 +112,31 @@ class LitRBM(pl.LightningModule):
             chains.copy_(start.bernoulli() if self.hparams.visible == "bernoulli" else start)
             self.chains_ready.fill_(True)
             self._chains_started = True
-        v_model, recon = self.rbm.negative_phase(v, self.hparams.k, chains)
+        # One fused CD step (unsupnn.nn.rbm.RBM.cd_step): each matrix product once, the gradient in closed form.
+        step = (self._cd_step or self.rbm.cd_step)(v, self.hparams.k, chains, gibbs_dtype=self._gibbs_dtype)
         if chains is not None:
-            self.chains.copy_(v_model)
-        loss = self.rbm.contrastive_divergence(v, v_model)
-        log_epoch(self, "train/cd_loss", loss)
-        log_epoch(self, "train/recon", torch.mean((v - recon) ** 2), prog_bar=True)
-        return loss
+            self.chains.copy_(step.v_model)
+        with torch.no_grad():
+            recon = F.mse_loss(step.recon, v)  # mean squared error of the one-step reconstruction
+        self._train_metrics.add({"train/cd_loss": step.loss, "train/recon": recon}, len(v))
+        return step.loss
+
+    def on_train_epoch_end(self) -> None:
+        self._train_metrics.log(self)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_metrics.reset()
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         v = inputs_of(batch)
-        log_epoch(self, "val/recon", torch.mean((v - self.rbm.reconstruct(v)) ** 2), prog_bar=True)
-        log_epoch(self, "val/pll", pseudo_log_likelihood(self.rbm, v))
-        log_epoch(self, "val/free_energy", self.rbm.free_energy(v).mean())
+        self._val_metrics.add({
+            "val/recon": F.mse_loss(self.rbm.reconstruct(v), v),
+            "val/pll": pseudo_log_likelihood(self.rbm, v),
+            "val/free_energy": self.rbm.free_energy(v).mean(),
+        }, len(v))
 
     def on_validation_epoch_end(self) -> None:
+        self._val_metrics.log(self)
         dm = getattr(self.trainer, "datamodule", None)
         x_train, x_val = getattr(dm, "x_train", None), getattr(dm, "x_val", None)
         if x_train is None or x_val is None or not len(x_val) or self.trainer.sanity_checking:
