@@ -368,3 +368,27 @@ def test_divergence_is_reported_at_the_step_it_happened_whatever_the_check_inter
     # Checkpoints of the two finite epochs only: the one of the epoch that diverged was never written.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e0.ckpt", "e1.ckpt", "last.ckpt"]
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 1
+
+
+# --- matmul precision (TF32 on a GPU) ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_matmul_precision():
+    before = torch.get_float32_matmul_precision()
+    yield
+    torch.set_float32_matmul_precision(before)
+
+
+def test_matmul_precision_option_reaches_torch_and_bad_values_are_refused(tmp_path, restore_matmul_precision):
+    from conftest import make_cfg
+
+    from unsupnn import tasks
+
+    fast = ["trainer=fdr", "logger=none", "callbacks=none", "model.n_hidden=8"]
+    tasks.train(make_cfg("train", [*fast, "matmul_precision=high"], tmp_path / "a"))
+    assert torch.get_float32_matmul_precision() == "high"
+    tasks.train(make_cfg("train", fast, tmp_path / "b"))  # the default puts full float32 back
+    assert torch.get_float32_matmul_precision() == "highest"
+    with pytest.raises(ValueError, match=r"matmul_precision='tf32'; use one of \['highest', 'high', 'medium'\]"):
+        tasks.train(make_cfg("train", [*fast, "matmul_precision=tf32"], tmp_path / "c"))

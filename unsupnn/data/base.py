@@ -16,6 +16,7 @@ from unsupnn.data.loader import BatchTransform, InMemoryLoader
 from unsupnn.data.mapped import MappedLoader, MappedRows, chunk_rows
 from unsupnn.data.preprocessing import Preprocessing
 from unsupnn.distributed import process_group
+from unsupnn.nn.noise import bernoulli
 
 BINARIZE = ("none", "threshold", "stochastic")
 
@@ -26,7 +27,7 @@ def binarizer(kind: str, threshold: float) -> BatchTransform | None:
         raise ValueError(f"data.binarize={kind!r}; use one of {BINARIZE}")
     if kind == "threshold":
         return lambda x: (x > threshold).to(x.dtype)
-    return torch.bernoulli if kind == "stochastic" else None
+    return bernoulli if kind == "stochastic" else None
 
 
 def check_labels(y, n: int, where: str) -> np.ndarray:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from unsupnn.nn.noise import bernoulli
 from unsupnn.nn.rbm import RBM
 
 
@@ -71,10 +72,7 @@ def ais_log_partition(
     betas = beta_schedule(n_betas).to(W.device)
     bias_gap = (b - b_a).double()
 
-    def bernoulli(p: Tensor) -> Tensor:
-        return torch.bernoulli(p, generator=generator)
-
-    v = bernoulli(torch.sigmoid(b_a).expand(n_runs, -1).contiguous())
+    v = bernoulli(torch.sigmoid(b_a).expand(n_runs, -1).contiguous(), generator)
     log_w = torch.zeros(n_runs, dtype=torch.float64, device=W.device)
     for k in range(1, len(betas)):
         act = F.linear(v, W, c).double()
@@ -83,8 +81,8 @@ def ais_log_partition(
         log_w += (F.softplus(betas[k] * act) - F.softplus(betas[k - 1] * act)).sum(-1)
         if k < len(betas) - 1:  # a Gibbs step that leaves p_k invariant
             beta = float(betas[k])
-            h = bernoulli(torch.sigmoid(beta * act).to(W.dtype))
-            v = bernoulli(torch.sigmoid((1 - beta) * b_a + beta * (b + h @ W)))
+            h = bernoulli(torch.sigmoid(beta * act).to(W.dtype), generator)
+            v = bernoulli(torch.sigmoid((1 - beta) * b_a + beta * (b + h @ W)), generator)
 
     log_z0 = float(F.softplus(b_a.double()).sum()) + rbm.n_hidden * math.log(2.0)
     log_mean_w = float(torch.logsumexp(log_w, 0)) - math.log(n_runs)
