@@ -20,7 +20,7 @@ from unsupnn.divergence import StopOnDivergence
 from unsupnn.lit.autoencoder import LitAutoencoder
 from unsupnn.lit.common import EpochMeans, build_optimizer
 from unsupnn.lit.rbm import LitRBM
-from unsupnn.nn.rbm import RBM, bernoulli
+from unsupnn.nn.rbm import RBM, bernoulli, softplus
 
 warnings.filterwarnings("ignore")
 logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
@@ -137,15 +137,19 @@ def test_cd_step_gradient_scales_with_the_upstream_gradient():
     torch.testing.assert_close(triple, 3 * rbm.W.grad)
 
 
-def test_free_energy_of_saturated_units_is_unchanged_by_the_softplus_floor():
+def test_softplus_equals_torchs_everywhere_and_free_energy_stays_exact_for_saturated_units():
+    x = torch.cat([torch.linspace(-200, 200, 40001), torch.tensor([0.0, -1e-8, 1e-8, 1e4, -1e4])])
+    exact = torch.logaddexp(x.double(), torch.zeros((), dtype=torch.float64))  # F.softplus cuts to x above 20
+    torch.testing.assert_close(softplus(x).double(), exact, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(softplus(x.double()), exact, rtol=1e-14, atol=1e-14)
     torch.manual_seed(0)
     rbm = RBM(n_visible=20, n_hidden=30)
     with torch.no_grad():
-        rbm.W.mul_(2000)  # pre-activations of hundreds: the denormal range of float32's softplus
+        rbm.W.mul_(2000)  # pre-activations of hundreds: saturated hidden units
     v = torch.rand(8, 20).round()
     pre = F.linear(v, rbm.W, rbm.c).double()
-    exact = -(v.double() @ rbm.b.double()) - F.softplus(pre).sum(-1)
-    torch.testing.assert_close(rbm.free_energy(v).double(), exact, rtol=1e-6, atol=1e-4)
+    want = -(v.double() @ rbm.b.double()) - F.softplus(pre).sum(-1)
+    torch.testing.assert_close(rbm.free_energy(v).double(), want, rtol=1e-6, atol=1e-4)
 
 
 def test_gibbs_in_bfloat16_keeps_the_statistics_in_float32():

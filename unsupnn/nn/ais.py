@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from unsupnn.nn.noise import bernoulli
-from unsupnn.nn.rbm import RBM
+from unsupnn.nn.rbm import RBM, softplus
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def ais_log_partition(
         act = F.linear(v, W, c).double()
         # log p*_k(v) - log p*_{k-1}(v), written as one difference
         log_w += (betas[k] - betas[k - 1]) * (v.double() @ bias_gap)
-        log_w += (F.softplus(betas[k] * act) - F.softplus(betas[k - 1] * act)).sum(-1)
+        log_w += (softplus(betas[k] * act) - softplus(betas[k - 1] * act)).sum(-1)
         if k < len(betas) - 1:  # a Gibbs step that leaves p_k invariant
             beta = float(betas[k])
             h = bernoulli(torch.sigmoid(beta * act).to(W.dtype), generator)
