@@ -396,3 +396,37 @@ def test_matmul_precision_option_reaches_torch_and_bad_values_are_refused(tmp_pa
     assert torch.get_float32_matmul_precision() == "highest"
     with pytest.raises(ValueError, match=r"matmul_precision='tf32'; use one of \['highest', 'high', 'medium'\]"):
         tasks.train(make_cfg("train", [*fast, "matmul_precision=tf32"], tmp_path / "c"))
+
+
+def test_pcd_reconstructs_the_data_every_log_interval_and_train_recon_is_their_mean():
+    x, _ = bench.load_data(None, 1000)  # 10 steps an epoch
+    made = []
+
+    class Record(LitRBM):
+        def training_step(self, batch, batch_idx):
+            out = super().training_step(batch, batch_idx)
+            made.append(batch_idx % self._recon_every == 0)
+            return out
+
+    seen = []
+    real_step = RBM.cd_step
+
+    def spy(self, v, k, chains=None, generator=None, **kw):
+        step = real_step(self, v, k, chains, generator, **kw)
+        if step.recon is not None:
+            seen.append(float(F.mse_loss(step.recon, v)))
+        return step
+
+    model = Record(n_features=784, n_hidden=8, persistent=True, n_chains=100)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, log_every_n_steps=4)
+    RBM.cd_step = spy
+    try:
+        trainer.fit(model, datamodule=bench._datamodule(x, 100))
+    finally:
+        RBM.cd_step = real_step
+    assert made == [True, False, False, False, True, False, False, False, True, False] and len(seen) == 3
+    assert math.isclose(float(trainer.callback_metrics["train/recon"]), sum(seen) / 3, rel_tol=1e-5)
+    # CD-k reconstructs on every step: its first Gibbs step is the reconstruction
+    step = RBM(n_visible=784, n_hidden=8).cd_step(x[:10], 1, reconstruct=False)
+    assert step.recon is not None

@@ -53,6 +53,7 @@ from unsupnn.lit.common import compiled
 N_VISIBLE = 784
 SEED = 0
 RBM_LR, AE_LR, MOMENTUM, MASK_LEVEL = 0.05, 1e-3, 0.9, 0.25
+RECON_EVERY = 10  # PCD's reconstruction metric, as LitRBM makes it: every trainer.log_every_n_steps steps
 # (name, k, persistent): the RBM rows
 RBM_LOOPS = (("CD-1", 1, False), ("PCD-1", 1, True), ("CD-10", 10, False))
 AE_LOOPS = (("AE", False), ("DAE (mask 0.25)", True))
@@ -120,7 +121,7 @@ def bare_rbm_epoch(x: torch.Tensor, *, n_hidden: int, batch: int, k: int, persis
 
     The same work as unsupnn's step (unsupnn.nn.rbm.RBM.cd_step), nothing more: the data's hidden
     probabilities serve the first Gibbs step and the positive statistics, 2k + 3 matrix products (PCD: one
-    more, the data's reconstruction), the same initial parameters, the same sampling kernel (a uniform draw
+    more, the data's reconstruction, every RECON_EVERY steps as LitRBM makes it), the same initial parameters, the same sampling kernel (a uniform draw
     compared with p), the same guards against denormal numbers, the same optimizer (torch.optim.SGD, fused,
     momentum 0.9), the same epoch shuffle (one gather, then slices), and the same two epoch metrics unsupnn
     logs, summed on the device: the objective mean F(v_data) - mean F(v_model) and the one-step
@@ -145,7 +146,7 @@ def bare_rbm_epoch(x: torch.Tensor, *, n_hidden: int, batch: int, k: int, persis
     def free_energy(v: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
         return -(v @ b) - (F.relu(pre) - torch.sigmoid(pre.abs()).log_()).sum(-1)
 
-    def step(v0: torch.Tensor, chain: torch.Tensor | None) -> torch.Tensor:
+    def step(v0: torch.Tensor, chain: torch.Tensor | None, reconstruct: bool) -> torch.Tensor:
         pre0 = F.linear(v0, W, c)
         h0 = torch.sigmoid(pre0)
         if chain is None:
@@ -155,13 +156,15 @@ def bare_rbm_epoch(x: torch.Tensor, *, n_hidden: int, batch: int, k: int, persis
             v, steps = chain, k
         for _ in range(steps):
             v = sample(torch.sigmoid(F.linear(sample(torch.sigmoid(F.linear(v, W, c))), W.t(), b)))
-        if chain is not None:
+        if chain is not None and reconstruct:
             recon = torch.sigmoid(F.linear(sample(h0), W.t(), b))
         prek = F.linear(v, W, c)
         hk = torch.sigmoid(prek)
         n_d, n_m = len(v0), len(v)
         objective = free_energy(v0, pre0).mean() - free_energy(v, prek).mean()
-        sums.add_(torch.stack([objective, F.mse_loss(recon, v0)]), alpha=n_d)
+        sums[0].add_(objective, alpha=n_d)
+        if reconstruct:
+            sums[1].add_(F.mse_loss(recon, v0), alpha=n_d)
         hd, hm = F.threshold_(h0 / n_d, tiny, 0.0), F.threshold_(hk / n_m, tiny, 0.0)
         # the gradient of the objective: -(<h v>_data - <h v>_model)
         W.grad = torch.addmm(hm.t() @ v, hd.t(), v0, alpha=-1)
@@ -173,8 +176,8 @@ def bare_rbm_epoch(x: torch.Tensor, *, n_hidden: int, batch: int, k: int, persis
 
     def run() -> None:
         xs = x[torch.randperm(len(x), device=device)]
-        for i in range(0, len(xs) - batch + 1, batch):
-            v = step(xs[i : i + batch], chains[0] if chains else None)
+        for n, i in enumerate(range(0, len(xs) - batch + 1, batch)):
+            v = step(xs[i : i + batch], chains[0] if chains else None, not persistent or n % RECON_EVERY == 0)
             if chains:
                 chains[0] = v
 
@@ -412,8 +415,9 @@ def run(args: argparse.Namespace) -> dict:
     if "rbm" in loops:
         for name, k, persistent in RBM_LOOPS:
             row = f"RBM {name}"
-            # 2 products per Gibbs step, h(v_model), 2 for the update; PCD also the data's h and its reconstruction
-            products = 2 * k + 3 + (2 if persistent else 0)
+            # 2 products per Gibbs step, h(v_model), 2 for the update; PCD also the data's h, and its
+            # reconstruction every RECON_EVERY steps
+            products = 2 * k + 3 + (1 + 1 / RECON_EVERY if persistent else 0)
             kw = dict(n_hidden=hidden, batch=batch, k=k, persistent=persistent)
             jobs.append((row, "bare", products, lambda x, kw=kw: bare_rbm_epoch(x, compile=compile, **kw)))
             jobs.append((row, "unsupnn", products, lambda x, kw=kw: unsupnn_epoch(unsupnn_rbm(compile=compile, **kw), x, batch=batch)))

@@ -59,9 +59,11 @@ class LitRBM(LeanHooks, pl.LightningModule):
         self.register_buffer("chains", torch.zeros(n_chains if persistent else 0, n_features))
         self.register_buffer("chains_ready", torch.tensor(False))
         # Epoch means summed on the device, logged once per epoch (lit.common.EpochMeans).
-        self._train_metrics = EpochMeans(prog_bar=["train/recon"])
+        self._train_metrics = EpochMeans()
+        self._recon_metrics = EpochMeans(prog_bar=["train/recon"])
         self._val_metrics = EpochMeans(prog_bar=["val/recon"])
         self._cd_step = None  # RBM.cd_step, compiled or not: set when training starts
+        self._recon_every = 1  # PCD: steps between reconstructions of the data (trainer.log_every_n_steps)
 
     # the feature map, also what save_encoder exports
     def forward(self, v: Tensor) -> Tensor:
@@ -95,6 +97,7 @@ class LitRBM(LeanHooks, pl.LightningModule):
         # Read once here, not per step: a tensor in an `if` would sync the device every batch.
         self._chains_started = bool(self.chains_ready)
         self._cd_step = compiled(self.rbm.cd_step, self.hparams.get("compile", False))
+        self._recon_every = max(1, self.trainer.log_every_n_steps)
         # Hinton's init of the visible biases needs the data; only on a fresh run, never on resume.
         dm = getattr(self.trainer, "datamodule", None)
         if self.global_step == 0 and getattr(dm, "x_train", None) is not None:
@@ -102,6 +105,7 @@ class LitRBM(LeanHooks, pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._train_metrics.reset()
+        self._recon_metrics.reset()
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         v = inputs_of(batch)
@@ -113,16 +117,23 @@ class LitRBM(LeanHooks, pl.LightningModule):
             self.chains_ready.fill_(True)
             self._chains_started = True
         # One fused CD step (unsupnn.nn.rbm.RBM.cd_step): each matrix product once, the gradient in closed form.
-        step = (self._cd_step or self.rbm.cd_step)(v, self.hparams.k, chains, gibbs_dtype=self._gibbs_dtype)
+        # PCD's reconstruction of the data is there for the metric alone (a product and a random draw):
+        # made every log_every_n_steps steps, whose mean train/recon then is. CD-k's comes with its chain.
+        reconstruct = chains is None or batch_idx % self._recon_every == 0
+        step = (self._cd_step or self.rbm.cd_step)(v, self.hparams.k, chains, gibbs_dtype=self._gibbs_dtype,
+                                                   reconstruct=reconstruct)
         if chains is not None:
             self.chains.copy_(step.v_model)
-        with torch.no_grad():
-            recon = F.mse_loss(step.recon, v)  # mean squared error of the one-step reconstruction
-        self._train_metrics.add({"train/cd_loss": step.loss, "train/recon": recon}, len(v))
+        self._train_metrics.add({"train/cd_loss": step.loss}, len(v))
+        if step.recon is not None:
+            with torch.no_grad():
+                recon = F.mse_loss(step.recon, v)  # mean squared error of the one-step reconstruction
+            self._recon_metrics.add({"train/recon": recon}, len(v))
         return step.loss
 
     def on_train_epoch_end(self) -> None:
         self._train_metrics.log(self)
+        self._recon_metrics.log(self)
 
     def on_validation_epoch_start(self) -> None:
         self._val_metrics.reset()

@@ -31,7 +31,7 @@ VISIBLE_TYPES = ("bernoulli", "gaussian")
 class CDStep(NamedTuple):
     loss: Tensor  # mean F(v_data) - mean F(v_model); its gradient is the CD update
     v_model: Tensor  # the negative particles (the new chain state under PCD)
-    recon: Tensor  # E[v_1 | h_0]: the one-step reconstruction of v_data from a sampled hidden state
+    recon: Tensor | None  # E[v_1 | h_0]: the one-step reconstruction of v_data from a sampled hidden state
 
 
 def softplus(x: Tensor) -> Tensor:
@@ -186,6 +186,7 @@ class RBM(nn.Module):
         generator: torch.Generator | None = None,
         *,
         gibbs_dtype: torch.dtype | None = None,
+        reconstruct: bool = True,
     ) -> CDStep:
         """One CD-k (or PCD-k with ``chains``) step: the objective, the negative particles, the reconstruction.
 
@@ -198,6 +199,10 @@ class RBM(nn.Module):
         the chain (every Gibbs step of PCD, steps 2..k of CD-k) run in that dtype, 1.5-2x faster with
         bf16 units (GPU tensor cores, CPUs with AMX); probabilities, random draws, statistics, objective
         and reconstruction stay in the parameters' dtype.
+
+        ``reconstruct=False`` (PCD only; CD-k's reconstruction is its first Gibbs step, so it is always there):
+        skip the data's reconstruction, a product and a random draw whose only use is the reconstruction
+        error metric; ``recon`` is then None.
         """
         if k < 1:
             raise ValueError(f"k={k}: contrastive divergence needs at least one Gibbs step (k >= 1)")
@@ -240,7 +245,7 @@ class RBM(nn.Module):
             for _ in range(steps):
                 v_model = gibbs_step(v_model)
             if chains is not None:  # PCD: the data's reconstruction, drawn after the chains as negative_phase does
-                recon = v_mean(bernoulli(h_data, g))
+                recon = v_mean(bernoulli(h_data, g)) if reconstruct else None
             pre_model = F.linear(v_model, W, c)
             h_model = torch.sigmoid(pre_model)
             f_data, f_model = self._free_energy(v_data, pre_data), self._free_energy(v_model, pre_model)
