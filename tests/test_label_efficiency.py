@@ -87,6 +87,21 @@ def test_min_steps_stretches_a_small_label_budget_and_scratch_gets_finetunes_bud
     assert [r["steps"] for r in rows] == [30, 30]
 
 
+def test_a_stretched_run_validates_once_per_stretch_so_patience_counts_the_same_checks(tmp_path):
+    # 20 labels at batch 32, 3 epochs, min_steps 30: stretched x10, validating every 10 epochs (= steps). With
+    # patience 1 the run stops at the first check without a better val/acc: after 20 or 30 updates, never
+    # between checks (validating every epoch would stop it within a few steps).
+    cfg = make_cfg("pretrain", ["trainer.max_epochs=1", "model.n_hidden=16", "callbacks=none", "data.labels_per_class=2",
+                                "classifier.max_epochs=3", "classifier.min_steps=30", "classifier.patience=1",
+                                "classifier.methods=[scratch]", "embedding_projector=false", "logger=csv"], tmp_path)
+    rows = tasks.pretrain(cfg)["rows"]
+    assert rows[0]["steps"] in (20, 30)
+    metrics = next((tmp_path / "csv").rglob("scratch/**/metrics.csv")).read_text().splitlines()
+    header = metrics[0].split(",")
+    val_epochs = [line.split(",")[header.index("epoch")] for line in metrics[1:] if line.split(",")[header.index("val/acc")]]
+    assert val_epochs and all((int(e) + 1) % 10 == 0 for e in val_epochs), val_epochs
+
+
 def test_dropout_acts_on_a_trained_encoder_only_in_training_mode():
     torch.manual_seed(0)
     x = torch.rand(8, 64)

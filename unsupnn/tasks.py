@@ -54,7 +54,8 @@ def _trainer(cfg: DictConfig, run_dir: Path, phase: str, *, max_epochs: int | No
         mode="max",
         save_last=monitor is None,
     )
-    overrides = {"max_epochs": max_epochs} if max_epochs is not None else {}
+    if max_epochs is not None:
+        overrides["max_epochs"] = max_epochs
     lr_key = "model.lr" if phase == "pretrain" else "model.layer.lr" if phase.startswith("pretrain/") else "classifier.lr"
     divergence = StopOnDivergence(lr_key=lr_key)
     callbacks = [*monitors, divergence, RandomState(), checkpoint]
