@@ -25,7 +25,7 @@ from unsupnn.nn.rbm import RBM, bernoulli, softplus
 warnings.filterwarnings("ignore")
 logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
 
-ROWS = ["RBM CD-1", "RBM PCD-1", "RBM CD-10", "scikit-learn BernoulliRBM (PCD-1)", "AE 784-16-784",
+ROWS = ["RBM CD-1", "RBM PCD-1", "RBM CD-10", "Lightning's loop alone", "scikit-learn BernoulliRBM (PCD-1)", "AE 784-16-784",
         "DAE (mask 0.25) 784-16-784"]
 
 
@@ -48,6 +48,8 @@ def test_benchmark_runs_end_to_end_and_writes_every_row(tmp_path, capsys):
     assert result["matmul_gflops"] > 0 and result["machine"]["threads"] == 1
     rows = {r["loop"]: r for r in result["rows"]}
     assert list(rows) == ROWS
+    null = rows.pop(bench.LIGHTNING_ROW)["unsupnn"]  # the Trainer loop with a one-scalar module
+    assert null["samples_per_s"] > 0 and null["matmuls_per_step"] == 0
     for name, row in rows.items():
         columns = ["sklearn"] if name.startswith("scikit") else ["bare", "unsupnn", "unsupnn_divcheck"]
         for column in columns:
@@ -55,10 +57,11 @@ def test_benchmark_runs_end_to_end_and_writes_every_row(tmp_path, capsys):
             assert cell["samples_per_s"] > 0 and len(cell["seconds_all"]) == 2
             assert 0 < cell["fraction_of_matmul_peak"] and cell["matmuls_per_step"] >= 5
         if not name.startswith("scikit"):
-            assert row["unsupnn_vs_bare"] > 0 and row["unsupnn_divcheck_vs_bare"] > 0
+            assert row["unsupnn_vs_bare"] > 0 and row["unsupnn_divcheck_vs_bare"] > 0 and row["unsupnn_vs_bare_median"] > 0
     assert rows["RBM CD-1"]["unsupnn_vs_sklearn"] > 0 and rows["RBM PCD-1"]["unsupnn_vs_sklearn"] > 0
     table = md.read_text()
     assert "| RBM CD-1 |" in table and "unsupnn / bare" in table and table in capsys.readouterr().out
+    assert "Lightning's loop alone" in table and "ms per step" in table and "median epochs" in table
 
 
 def test_benchmark_memory_run_reports_the_peak_rss(tmp_path):

@@ -17,6 +17,8 @@ One run, every figure side by side, in samples per second of one training epoch:
   layers, loss and optimizer.
 - The throughput of a plain (batch x 784) x (784 x hidden) matrix product, so that every figure is also
   a fraction of what the machine can do: each row counts the matrix products its update needs.
+- Lightning's loop alone: a module whose step is one scalar product, through the same Trainer and loader,
+  in milliseconds per step: the part of every unsupnn step that no matrix product pays for.
 - The peak resident memory (VmHWM) of ``unsupnn-train`` on MNIST 784 -> hidden for one epoch, measured
   in a child process.
 
@@ -57,6 +59,7 @@ RECON_EVERY = 10  # PCD's reconstruction metric, as LitRBM makes it: every train
 # (name, k, persistent): the RBM rows
 RBM_LOOPS = (("CD-1", 1, False), ("PCD-1", 1, True), ("CD-10", 10, False))
 AE_LOOPS = (("AE", False), ("DAE (mask 0.25)", True))
+LIGHTNING_ROW = "Lightning's loop alone"
 
 
 def default_root() -> Path:
@@ -287,6 +290,27 @@ def unsupnn_ae(*, n_hidden: int, denoising: bool, compile: bool | str = False):
     return LitAutoencoder(n_features=N_VISIBLE, hidden_dims=[n_hidden], lr=AE_LR, compile=compile, **noise)
 
 
+def null_module():
+    """A LightningModule whose step is one scalar product and its fused SGD update: what is left of an epoch
+    through the same Trainer and loader is Lightning's loop itself (hooks, closure, batch fetching)."""
+    import pytorch_lightning as pl
+
+    from unsupnn.lit.common import LeanHooks
+
+    class Null(LeanHooks, pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(()))
+
+        def training_step(self, batch, batch_idx):
+            return self.w * 2
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=RBM_LR, momentum=MOMENTUM, fused=True)
+
+    return Null()
+
+
 def sklearn_rbm_epoch(x: torch.Tensor, *, n_hidden: int, batch: int, threads: int) -> float:
     """scikit-learn's BernoulliRBM, one iteration (PCD-1, ``batch`` chains) on the same float32 rows, its
     BLAS held to the same number of threads as torch."""
@@ -378,7 +402,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (data resident on the device)")
     parser.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
                         help="torch.compile the training step of both the unsupnn and the bare loops (default backend: inductor)")
-    parser.add_argument("--loops", default="rbm,ae,sklearn", help="comma-separated subset of rbm, ae, sklearn")
+    parser.add_argument("--loops", default="rbm,ae,sklearn,lightning",
+                        help="comma-separated subset of rbm, ae, sklearn, lightning (the Trainer loop with a one-scalar module)")
     parser.add_argument("--no-divergence-check", action="store_true", help="skip the unsupnn + StopOnDivergence column")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory run of unsupnn-train")
     parser.add_argument("--out", type=Path, default=Path("benchmark.json"))
@@ -424,6 +449,8 @@ def run(args: argparse.Namespace) -> dict:
             if not args.no_divergence_check:
                 jobs.append((row, "unsupnn_divcheck", products, lambda x, kw=kw: unsupnn_epoch(
                     unsupnn_rbm(compile=compile, **kw), x, batch=batch, divergence_check=True)))
+    if "lightning" in loops:
+        jobs.append((LIGHTNING_ROW, "unsupnn", 0, lambda x: unsupnn_epoch(null_module(), x, batch=batch)))
     if "sklearn" in loops:
         jobs.append(("scikit-learn BernoulliRBM (PCD-1)", "sklearn", 5,
                      lambda x: sklearn_rbm_epoch(x, n_hidden=hidden, batch=batch, threads=torch.get_num_threads())))
@@ -464,6 +491,8 @@ def run(args: argparse.Namespace) -> dict:
     for entry in rows.values():
         if "unsupnn" in entry and "bare" in entry:
             entry["unsupnn_vs_bare"] = round(entry["unsupnn"]["samples_per_s"] / entry["bare"]["samples_per_s"], 3)
+            # the same ratio from the median epochs: how far the best-of figure can be trusted on a noisy machine
+            entry["unsupnn_vs_bare_median"] = round(entry["bare"]["seconds_median"] / entry["unsupnn"]["seconds_median"], 3)
         if "unsupnn_divcheck" in entry and "bare" in entry:
             entry["unsupnn_divcheck_vs_bare"] = round(
                 entry["unsupnn_divcheck"]["samples_per_s"] / entry["bare"]["samples_per_s"], 3)
@@ -516,6 +545,8 @@ def markdown(result: dict) -> str:
         return f"{entry[key]:.2f}x" if key in entry else ""
 
     for e in result["rows"]:
+        if e["loop"] == LIGHTNING_ROW:
+            continue  # a line of its own, below the table
         if "sklearn" in e:
             lines.append(f"| {e['loop']} | | | | | | {cell(e, 'sklearn')} | | | "
                          f"{cell(e, 'sklearn', 'fraction_of_matmul_peak', '{:.2f}')} |")
@@ -526,6 +557,17 @@ def markdown(result: dict) -> str:
             f"| | {ratio(e, 'unsupnn_vs_sklearn')} "
             f"| {cell(e, 'unsupnn', 'fraction_of_matmul_peak', '{:.2f}')} | {cell(e, 'bare', 'fraction_of_matmul_peak', '{:.2f}')} |"
         )
+    medians = [f"{e['loop']} {e['unsupnn_vs_bare_median']:.2f}x" for e in result["rows"] if "unsupnn_vs_bare_median" in e]
+    if medians:
+        lines += ["", "unsupnn / bare from the median epochs instead of the best: " + ", ".join(medians) + "."]
+    null = next((e for e in result["rows"] if e["loop"] == LIGHTNING_ROW), None)
+    if null:
+        per_step = null["unsupnn"]["seconds_best"] / (result["examples"] // result["batch"]) * 1e3
+        cd1 = next((e for e in result["rows"] if e["loop"] == "RBM CD-1" and "unsupnn" in e), None)
+        share = (f", {per_step / (cd1['unsupnn']['seconds_best'] / (result['examples'] // result['batch']) * 1e3):.0%}"
+                 " of an unsupnn CD-1 step") if cd1 else ""
+        lines += ["", f"{LIGHTNING_ROW} (a module with one scalar parameter, the same Trainer and loader): "
+                      f"{per_step:.3f} ms per step{share}."]
     mem = result.get("peak_memory")
     if mem:
         lines.append("")
