@@ -60,7 +60,7 @@ def test_the_datamodule_picks_from_the_training_split_with_its_own_seed():
 
 
 def test_pipeline_pretrains_on_everything_and_classifies_with_the_budget(tmp_path):
-    cfg = make_cfg("pretrain", ["data.labels_per_class=5", "trainer.max_epochs=1", "classifier.max_epochs=1",
+    cfg = make_cfg("pretrain", ["data.labels_per_class=5", "trainer.max_epochs=1", "classifier.max_epochs=1", "classifier.min_steps=0",
                                 "model.n_hidden=8", "logger=none", "classifier.methods=[probe,raw_logistic]"], tmp_path)
     results = tasks.pretrain(cfg)
     assert results["labels"] == {"labels_per_class": 5, "n_labelled": 50}
