@@ -94,19 +94,21 @@ def train(cfg: DictConfig, datamodule=None) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     _set_matmul_precision(cfg)
     dm = datamodule or _setup_data(cfg)
+    stack = is_stack(cfg.model)
+    if not stack:  # data the model cannot take at all is the first thing to say (a stack checks each layer's)
+        model = instantiate(cfg.model, n_features=dm.n_features, _recursive_=False, _convert_="all")
+        model.check_input(dm.x_train, what=f"data={dm.name} (training split)")
     if len(dm.x_train) < dm.batch_size:
         raise ValueError(
             f"data={dm.name}: the training split has {len(dm.x_train)} examples, fewer than one batch "
             f"(data.batch_size={dm.batch_size}); lower data.batch_size or give more examples"
         )
     start = time.perf_counter()
-    if is_stack(cfg.model):  # dbn, sda: one phase per layer, bottom-up
+    if stack:  # dbn, sda: one phase per layer, bottom-up
         model, trainers = train_stack(cfg, dm, lambda phase, epochs: _trainer(cfg, run_dir, phase, max_epochs=epochs))
         trainer = trainers[-1]
         metrics = {f"layer{i}/{k}": v for i, t in enumerate(trainers, 1) for k, v in t.callback_metrics.items()}
     else:
-        model = instantiate(cfg.model, n_features=dm.n_features, _recursive_=False, _convert_="all")
-        model.check_input(dm.x_train, what=f"data={dm.name} (training split)")
         ckpt_path = resume_checkpoint(cfg.get("resume"), "pretrain", model)
         trainer = _trainer(cfg, run_dir, "pretrain")
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
