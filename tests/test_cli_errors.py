@@ -184,7 +184,7 @@ def test_the_pipeline_evaluates_a_given_encoder_without_pretraining(tmp_path):
     from unsupnn import save_encoder
     from unsupnn.nn import RBM
 
-    path = save_encoder(RBM(n_visible=64, n_hidden=12), tmp_path / "given.safetensors")
+    path = save_encoder(RBM(n_visible=64, n_hidden=12), tmp_path / "given.safetensors", metadata={"model": "rbm"})
     run = tmp_path / "run"
     proc = run_cli(["unsupnn-pretrain", f"classifier.encoder={path}", "classifier.max_epochs=1",
                     "classifier.methods=[probe,features_logistic]", *FAST, f"hydra.run.dir={run}"], cwd=tmp_path)
@@ -194,4 +194,5 @@ def test_the_pipeline_evaluates_a_given_encoder_without_pretraining(tmp_path):
     results = _json.loads((run / "results.json").read_text())
     assert [r["method"] for r in results["rows"]] == ["probe", "features_logistic"]
     assert results["pretrain"]["encoder"] == str(path)
+    assert results["pretrain"]["model"] == "rbm (loaded)"  # named after the model its header says made it
     assert not (run / "checkpoints" / "pretrain").exists()  # nothing was pretrained

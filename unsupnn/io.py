@@ -195,6 +195,12 @@ def _looks_like_torch_file(path: Path) -> bool:
     return head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[8:9] != b"{")
 
 
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a torch checkpoint (``.ckpt``) rather than an exported encoder, by its content."""
+    path = Path(path)
+    return path.is_file() and _looks_like_torch_file(path)
+
+
 def read_checkpoint_model(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Any:
     """The plain model (RBM, autoencoder, classifier encoder) inside an unsupnn training checkpoint.
 
@@ -263,7 +269,7 @@ def load_encoder(path: str | os.PathLike, *, map_location: str | torch.device = 
     turns off its gradients.
     """
     path = Path(path)
-    if path.is_file() and _looks_like_torch_file(path):
+    if is_checkpoint(path):
         spec, state = _encoder_parts(read_checkpoint_model(path, map_location=map_location))
     else:
         from safetensors.torch import load_file

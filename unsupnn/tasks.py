@@ -23,7 +23,7 @@ from unsupnn.callbacks import log_embedding
 from unsupnn.checkpoint import AtomicCheckpointIO, RandomState, resume_checkpoint
 from unsupnn.distributed import process_group
 from unsupnn.divergence import StopOnDivergence
-from unsupnn.io import atomic_write, load_encoder, read_encoder_header, save_encoder
+from unsupnn.io import atomic_write, is_checkpoint, load_encoder, read_encoder_header, save_encoder
 from unsupnn.lit.classifier import LitClassifier
 from unsupnn.stack import features, is_stack, train_stack
 from unsupnn.study import budget_name, save_plot, write_csv
@@ -225,7 +225,7 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
                 f"classifier.encoder={given} takes {encoder.in_features} inputs but data={dm.name} has "
                 f"{dm.n_features} features: pass an encoder trained on this data, or drop classifier.encoder to pretrain one"
             )
-        made_by = read_encoder_header(given)["metadata"].get("model", "encoder") if str(given).endswith(".safetensors") else "encoder"
+        made_by = "encoder" if is_checkpoint(given) else read_encoder_header(given)["metadata"].get("model", "encoder")
         out = {"summary": {"model": f"{made_by} (loaded)", "encoder": str(given), "seconds": 0.0, "metrics": {}}}
     else:
         out = train(cfg, datamodule=dm)
