@@ -560,14 +560,15 @@ def markdown(result: dict) -> str:
     medians = [f"{e['loop']} {e['unsupnn_vs_bare_median']:.2f}x" for e in result["rows"] if "unsupnn_vs_bare_median" in e]
     if medians:
         lines += ["", "unsupnn / bare from the median epochs instead of the best: " + ", ".join(medians) + "."]
+    def ms_per_step(entry: dict) -> float:
+        return entry["unsupnn"]["seconds_best"] / (result["examples"] // result["batch"]) * 1e3
+
     null = next((e for e in result["rows"] if e["loop"] == LIGHTNING_ROW), None)
     if null:
-        per_step = null["unsupnn"]["seconds_best"] / (result["examples"] // result["batch"]) * 1e3
         cd1 = next((e for e in result["rows"] if e["loop"] == "RBM CD-1" and "unsupnn" in e), None)
-        share = (f", {per_step / (cd1['unsupnn']['seconds_best'] / (result['examples'] // result['batch']) * 1e3):.0%}"
-                 " of an unsupnn CD-1 step") if cd1 else ""
+        share = f", {ms_per_step(null) / ms_per_step(cd1):.0%} of an unsupnn CD-1 step" if cd1 else ""
         lines += ["", f"{LIGHTNING_ROW} (a module with one scalar parameter, the same Trainer and loader): "
-                      f"{per_step:.3f} ms per step{share}."]
+                      f"{ms_per_step(null):.3f} ms per step{share}."]
     mem = result.get("peak_memory")
     if mem:
         lines.append("")
