@@ -11,6 +11,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 
 from unsupnn.data import DigitsDataModule
+from unsupnn.data.loader import Batches
 
 
 class IdDigits(DigitsDataModule):
@@ -32,7 +33,8 @@ class RecordRank(pl.Callback):
         self.epochs.append([])
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.epochs[-1].extend(batch[1].tolist())
+        for x, ids in batch if isinstance(batch, Batches) else [batch]:  # a step may hold several batches
+            self.epochs[-1].extend(ids.tolist())
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)

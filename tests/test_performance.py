@@ -25,7 +25,7 @@ from unsupnn.nn.rbm import RBM, bernoulli, softplus
 warnings.filterwarnings("ignore")
 logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
 
-ROWS = ["RBM CD-1", "RBM PCD-1", "RBM CD-10", "Lightning's loop alone", "scikit-learn BernoulliRBM (PCD-1)", "AE 784-16-784",
+ROWS = ["RBM CD-1", "RBM PCD-1", "RBM CD-10", "RBM CD-1, one batch per Lightning step", "Lightning's loop alone", "scikit-learn BernoulliRBM (PCD-1)", "AE 784-16-784",
         "DAE (mask 0.25) 784-16-784"]
 
 
@@ -50,6 +50,8 @@ def test_benchmark_runs_end_to_end_and_writes_every_row(tmp_path, capsys):
     assert list(rows) == ROWS
     null = rows.pop(bench.LIGHTNING_ROW)["unsupnn"]  # the Trainer loop with a one-scalar module
     assert null["samples_per_s"] > 0 and null["matmuls_per_step"] == 0
+    one_batch = rows.pop(bench.ONE_BATCH_ROW)  # LitRBM with batches_per_step=1, against a bare loop of its own
+    assert one_batch["unsupnn_vs_bare"] > 0 and "unsupnn_divcheck" not in one_batch
     for name, row in rows.items():
         columns = ["sklearn"] if name.startswith("scikit") else ["bare", "unsupnn", "unsupnn_divcheck"]
         for column in columns:
@@ -58,10 +60,12 @@ def test_benchmark_runs_end_to_end_and_writes_every_row(tmp_path, capsys):
             assert 0 < cell["fraction_of_matmul_peak"] and cell["matmuls_per_step"] >= 5
         if not name.startswith("scikit"):
             assert row["unsupnn_vs_bare"] > 0 and row["unsupnn_divcheck_vs_bare"] > 0 and row["unsupnn_vs_bare_median"] > 0
+            pairs = [b / u for b, u in zip(row["bare"]["seconds_all"], row["unsupnn"]["seconds_all"])]
+            assert 0.95 * min(pairs) <= row["unsupnn_vs_bare_paired"] <= 1.05 * max(pairs)  # the median of two (times rounded)
     assert rows["RBM CD-1"]["unsupnn_vs_sklearn"] > 0 and rows["RBM PCD-1"]["unsupnn_vs_sklearn"] > 0
     table = md.read_text()
     assert "| RBM CD-1 |" in table and "unsupnn / bare" in table and table in capsys.readouterr().out
-    assert "Lightning's loop alone" in table and "ms per step" in table and "median epochs" in table
+    assert "Lightning's loop alone" in table and "ms per step" in table and "median epochs" in table and "paired" in table
 
 
 def test_benchmark_memory_run_reports_the_peak_rss(tmp_path):
@@ -223,10 +227,14 @@ def test_training_steps_never_read_a_tensor_on_the_host(make):
     watch = _WatchSteps()
     fit(make(), x, callbacks=[StopOnDivergence(), watch])
     assert watch.mode.count == 0
-    # The detector works: made to read its flag every step (its on_train_batch_end runs before the watcher's).
-    watch = _WatchSteps()
-    fit(make(), x, callbacks=[StopOnDivergence(every_n_steps=1), watch])
-    assert watch.mode.count >= 3
+    # The detector works: made to read its flag every update (its on_train_batch_end runs before the watcher's),
+    # it reads it once per training step: 3 with one batch per step, 1 with the 3 batches in one step.
+    for per_step, syncs in ((1, 3), (10, 1)):
+        watch = _WatchSteps()
+        model = make()
+        model.set_batches_per_step(per_step)
+        fit(model, x, callbacks=[StopOnDivergence(every_n_steps=1), watch])
+        assert watch.mode.count >= syncs
 
 
 def test_epoch_metrics_are_the_batch_weighted_means():
@@ -235,8 +243,8 @@ def test_epoch_metrics_are_the_batch_weighted_means():
     seen = []
 
     class Record(LitRBM):
-        def training_step(self, batch, batch_idx):
-            loss = super().training_step(batch, batch_idx)
+        def update_loss(self, batch):
+            loss = super().update_loss(batch)
             seen.append((len(batch), float(loss.detach())))
             return loss
 
@@ -354,8 +362,8 @@ class _BlowsUp(LitRBM):
         super().__init__(**kwargs)
         self.at = at
 
-    def training_step(self, batch, batch_idx):
-        loss = super().training_step(batch, batch_idx)
+    def update_loss(self, batch):
+        loss = super().update_loss(batch)
         return loss * float("nan") if self.global_step >= self.at else loss
 
 
@@ -406,10 +414,9 @@ def test_pcd_reconstructs_the_data_every_log_interval_and_train_recon_is_their_m
     made = []
 
     class Record(LitRBM):
-        def training_step(self, batch, batch_idx):
-            out = super().training_step(batch, batch_idx)
-            made.append(batch_idx % self._recon_every == 0)
-            return out
+        def update_loss(self, batch):
+            made.append(self.global_step % self._recon_every == 0)
+            return super().update_loss(batch)
 
     seen = []
     real_step = RBM.cd_step
@@ -433,3 +440,94 @@ def test_pcd_reconstructs_the_data_every_log_interval_and_train_recon_is_their_m
     # CD-k reconstructs on every step: its first Gibbs step is the reconstruction
     step = RBM(n_visible=784, n_hidden=8).cd_step(x[:10], 1, reconstruct=False)
     assert step.recon is not None
+
+
+# --- several updates per Lightning step ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [
+    lambda n: LitRBM(n_features=784, n_hidden=8, persistent=True, n_chains=100, batches_per_step=n),
+    lambda n: LitRBM(n_features=784, n_hidden=8, k=2, batches_per_step=n),
+    lambda n: LitAutoencoder(n_features=784, hidden_dims=[8], corruption="mask", corruption_level=0.25, batches_per_step=n),
+], ids=["rbm-pcd", "rbm-cd2", "dae"])
+def test_several_batches_per_step_train_exactly_like_one(make):
+    x, _ = bench.load_data(None, 1050)  # 11 batches an epoch, the last of 50: groups of 3 leave one of 2
+    runs = []
+    for n in (1, 3, 10):
+        torch.manual_seed(0)
+        model = make(n)
+        torch.manual_seed(1)
+        trainer = fit(model, x, epochs=2)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        runs.append((trainer.global_step, trainer.num_training_batches, [p.detach().clone() for p in model.parameters()], metrics))
+    (steps, batches, params, metrics), *grouped = runs
+    assert steps == 22 and batches == 11 and [r[1] for r in grouped] == [4, 2]  # Lightning's steps: groups
+    for steps_n, _, params_n, metrics_n in grouped:
+        assert steps_n == steps and metrics_n == metrics  # global_step counts updates; the same epoch means
+        for a, b in zip(params, params_n):
+            assert torch.equal(a, b)  # bit for bit: the same updates in the same order with the same draws
+
+
+def test_max_steps_stops_inside_a_group():
+    x, _ = bench.load_data(None, 1000)  # 10 batches an epoch: step 13 falls inside the second group of 10
+    runs = []
+    for n in (1, 10):
+        trainer = pl.Trainer(max_epochs=5, max_steps=13, logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+        torch.manual_seed(0)
+        model = LitRBM(n_features=784, n_hidden=8, batches_per_step=n)
+        trainer.fit(model, datamodule=bench._datamodule(x, 100))
+        runs.append((trainer.global_step, trainer.current_epoch, model.rbm.W.detach().clone()))
+    assert runs[0][:2] == runs[1][:2] and runs[1][0] == 13
+    assert torch.equal(runs[0][2], runs[1][2])
+
+
+def test_batch_groups_serve_the_loaders_batches_in_order():
+    from unsupnn.data.loader import BatchGroups, Batches
+
+    x, y = torch.rand(250, 3), torch.arange(250)
+    loader = InMemoryLoader(x, y, batch_size=40, shuffle=True, seed=2)  # 7 batches, the last of 10
+    groups = BatchGroups(InMemoryLoader(x, y, batch_size=40, shuffle=True, seed=2), 3)
+    assert len(groups) == 3
+    for epoch in (1, 0):  # set_epoch reaches the loader: the epoch's own shuffle
+        loader.set_epoch(epoch)
+        groups.set_epoch(epoch)
+        served = list(groups)
+        assert [len(g) for g in served] == [3, 3, 1] and all(isinstance(g, Batches) for g in served)
+        for (a, ya), (b, yb) in zip(loader, [batch for g in served for batch in g]):
+            assert torch.equal(a, b) and torch.equal(ya, yb)
+    with pytest.raises(ValueError, match=r"model.batches_per_step=0; it must be a positive integer"):
+        LitRBM(n_features=4, batches_per_step=0)
+    with pytest.raises(ValueError, match=r"model.batches_per_step=2.5"):
+        LitAutoencoder(n_features=4, hidden_dims=[2], batches_per_step=2.5)
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["cd", "pcd"])
+def test_closed_form_gradient_trains_exactly_like_autograds_backward(persistent):
+    # One process in full precision, LitRBM puts the CD step's closed-form gradient in .grad itself; the
+    # autograd path (what DDP and gradient scalers need) must give the same training, bit for bit.
+    x, _ = bench.load_data(None, 1050)
+    seen, params = [], []
+
+    class Autograd(LitRBM):
+        def on_train_start(self):
+            super().on_train_start()
+            seen.append(self._closed_form)
+            self._closed_form = False
+
+    for cls in (LitRBM, Autograd):
+        torch.manual_seed(0)
+        model = cls(n_features=784, n_hidden=8, k=2, persistent=persistent, n_chains=100)
+        torch.manual_seed(1)
+        fit(model, x, epochs=2)
+        params.append([p.detach().clone() for p in model.parameters()])
+    assert seen == [True]  # the default path here is the closed form
+    for a, b in zip(*params):
+        assert torch.equal(a, b)
+    # bf16 autocast: the backward pass, and the gradient still reaches the float32 parameters
+    model = LitRBM(n_features=784, n_hidden=8, persistent=persistent, n_chains=100)
+    trainer = pl.Trainer(max_epochs=1, precision="bf16-mixed", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    before = model.rbm.W.detach().clone()
+    trainer.fit(model, datamodule=bench._datamodule(x, 100))
+    assert not model._closed_form and model.rbm.W.dtype == torch.float32 and not torch.equal(before, model.rbm.W)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import signal
@@ -41,6 +42,27 @@ def test_resumed_run_matches_uninterrupted_run_exactly(tmp_path, model):
     assert (whole["epoch"], whole["global_step"]) == (split["epoch"], split["global_step"])
     _assert_same_weights(whole["state_dict"], split["state_dict"])
     assert "optimizer_states" in split and split["callbacks"]
+
+
+def test_a_checkpoint_from_automatic_optimization_resumes_counting_on(tmp_path):
+    # Checkpoints written before LitRBM made its own updates (Lightning's manual optimization) keep the step
+    # count under automatic optimization's progress: rewritten that way, the checkpoint must resume exactly.
+    args = [*QUICK, "model=rbm"]
+    train(make_cfg("train", [*args, "trainer.max_epochs=4"], tmp_path / "whole"))
+    train(make_cfg("train", [*args, "trainer.max_epochs=2"], tmp_path / "old"))
+    path = tmp_path / "old" / "checkpoints" / "pretrain" / "last.ckpt"
+    ckpt = torch.load(path, weights_only=True)
+    loops = ckpt["loops"]["fit_loop"]
+    manual = loops["epoch_loop.manual_optimization.optim_step_progress"]
+    assert manual["total"]["completed"] == ckpt["global_step"] > 0
+    loops["epoch_loop.automatic_optimization.optim_progress"]["optimizer"]["step"] = copy.deepcopy(manual)
+    loops["epoch_loop.manual_optimization.optim_step_progress"] = {
+        part: {key: 0 for key in counts} for part, counts in manual.items()}
+    torch.save(ckpt, path)
+    train(make_cfg("train", [*args, "trainer.max_epochs=4", f"resume={tmp_path / 'old'}"], tmp_path / "old"))
+    whole, resumed = _last(tmp_path / "whole"), _last(tmp_path / "old")
+    assert whole["global_step"] == resumed["global_step"]
+    _assert_same_weights(whole["state_dict"], resumed["state_dict"])
 
 
 def test_same_seed_same_weights(tmp_path):

@@ -11,7 +11,9 @@ One run, every figure side by side, in samples per second of one training epoch:
   Lightning ``Trainer`` configured like ``configs/trainer/default.yaml``), the same with the
   ``StopOnDivergence`` check that ``unsupnn-train`` adds to every run, (b) a bare PyTorch loop doing the same
   update on the same tensors, (c) scikit-learn's ``BernoulliRBM`` (PCD-1 with ``batch`` chains, one
-  iteration) at the same batch size, hidden units and learning rate.
+  iteration) at the same batch size, hidden units and learning rate. The unsupnn path runs as configured by
+  default: 10 mini-batches (10 updates) per Lightning step (``model.batches_per_step``); one more row shows
+  CD-1 with one batch per step, against a bare loop of its own.
 - Autoencoder 784 -> hidden -> 784 (sigmoid, binary cross-entropy, Adam) and its denoising variant
   (masking noise 0.25): ``LitAutoencoder`` through the same Trainer against a bare loop with the same
   layers, loss and optimizer.
@@ -60,6 +62,7 @@ RECON_EVERY = 10  # PCD's reconstruction metric, as LitRBM makes it: every train
 RBM_LOOPS = (("CD-1", 1, False), ("PCD-1", 1, True), ("CD-10", 10, False))
 AE_LOOPS = (("AE", False), ("DAE (mask 0.25)", True))
 LIGHTNING_ROW = "Lightning's loop alone"
+ONE_BATCH_ROW = "RBM CD-1, one batch per Lightning step"
 
 
 def default_root() -> Path:
@@ -274,12 +277,12 @@ def unsupnn_epoch(model: torch.nn.Module, x: torch.Tensor, *, batch: int, diverg
     return timed(lambda: trainer.fit(model, datamodule=dm), x.device)
 
 
-def unsupnn_rbm(*, n_hidden: int, batch: int, k: int, persistent: bool, compile: bool | str = False):
+def unsupnn_rbm(*, n_hidden: int, batch: int, k: int, persistent: bool, compile: bool | str = False, **options):
     from unsupnn.lit.rbm import LitRBM
 
     torch.manual_seed(SEED)
     return LitRBM(n_features=N_VISIBLE, n_hidden=n_hidden, k=k, persistent=persistent, n_chains=batch, lr=RBM_LR,
-                  compile=compile)
+                  compile=compile, **options)
 
 
 def unsupnn_ae(*, n_hidden: int, denoising: bool, compile: bool | str = False):
@@ -449,6 +452,12 @@ def run(args: argparse.Namespace) -> dict:
             if not args.no_divergence_check:
                 jobs.append((row, "unsupnn_divcheck", products, lambda x, kw=kw: unsupnn_epoch(
                     unsupnn_rbm(compile=compile, **kw), x, batch=batch, divergence_check=True)))
+        # What the default of several batches per Lightning step (LitRBM's batches_per_step) is worth: CD-1
+        # with one update per step, against a bare loop of its own.
+        kw = dict(n_hidden=hidden, batch=batch, k=1, persistent=False)
+        jobs.append((ONE_BATCH_ROW, "bare", 5, lambda x, kw=kw: bare_rbm_epoch(x, compile=compile, **kw)))
+        jobs.append((ONE_BATCH_ROW, "unsupnn", 5, lambda x, kw=kw: unsupnn_epoch(
+            unsupnn_rbm(compile=compile, batches_per_step=1, **kw), x, batch=batch)))
     if "lightning" in loops:
         jobs.append((LIGHTNING_ROW, "unsupnn", 0, lambda x: unsupnn_epoch(null_module(), x, batch=batch)))
     if "sklearn" in loops:
@@ -493,6 +502,10 @@ def run(args: argparse.Namespace) -> dict:
             entry["unsupnn_vs_bare"] = round(entry["unsupnn"]["samples_per_s"] / entry["bare"]["samples_per_s"], 3)
             # the same ratio from the median epochs: how far the best-of figure can be trusted on a noisy machine
             entry["unsupnn_vs_bare_median"] = round(entry["bare"]["seconds_median"] / entry["unsupnn"]["seconds_median"], 3)
+            # and the median of paired ratios, each unsupnn epoch against the bare epoch run next to it
+            # (interleaved, they are adjacent in time), which a change of the machine's load between rounds leaves alone
+            pairs = [b / u for b, u in zip(times[(entry["loop"], "bare")], times[(entry["loop"], "unsupnn")])]
+            entry["unsupnn_vs_bare_paired"] = round(statistics.median(pairs), 3)
         if "unsupnn_divcheck" in entry and "bare" in entry:
             entry["unsupnn_divcheck_vs_bare"] = round(
                 entry["unsupnn_divcheck"]["samples_per_s"] / entry["bare"]["samples_per_s"], 3)
@@ -560,6 +573,10 @@ def markdown(result: dict) -> str:
     medians = [f"{e['loop']} {e['unsupnn_vs_bare_median']:.2f}x" for e in result["rows"] if "unsupnn_vs_bare_median" in e]
     if medians:
         lines += ["", "unsupnn / bare from the median epochs instead of the best: " + ", ".join(medians) + "."]
+    paired = [f"{e['loop']} {e['unsupnn_vs_bare_paired']:.2f}x" for e in result["rows"] if "unsupnn_vs_bare_paired" in e]
+    if paired:
+        lines += ["", "unsupnn / bare as the median of paired epochs (each unsupnn epoch against the bare one run next "
+                      "to it): " + ", ".join(paired) + "."]
     def ms_per_step(entry: dict) -> float:
         return entry["unsupnn"]["seconds_best"] / (result["examples"] // result["batch"]) * 1e3
 

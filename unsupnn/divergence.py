@@ -13,17 +13,19 @@ class DivergenceError(RuntimeError):
 
 
 class StopOnDivergence(pl.Callback):
-    """Watches the training loss of every step and the parameters, and raises DivergenceError once a value
+    """Watches the training loss of every update and the parameters, and raises DivergenceError once a value
     is NaN or infinite, before any checkpoint holding it is written: the last one on disk stays the last
     good one.
 
-    Every step the loss is tested on the device, without a host sync: the step of the first non-finite
-    loss is kept in a device tensor. It is read, and the parameters are tested, every ``every_n_steps``
-    steps, at the end of every epoch and before every checkpoint is saved (a checkpoint whose loss or
-    parameters are not finite is never written). Reading a flag every step would stall a GPU once per step
-    and cost a third of an MNIST RBM's CPU step (the isfinite of every parameter); so a diverged run goes
-    on for at most ``every_n_steps - 1`` steps before it stops, and the message still names the step whose
-    loss first went non-finite. ``lr_key`` is the config key the message suggests lowering.
+    Every loss is tested on the device, without a host sync: the step (update) number of the first
+    non-finite loss is kept in a device tensor. A training step may hold several updates, and then several
+    losses (``lit.common.SeveralUpdatesPerStep``). The flag is read, and the parameters are tested, at the
+    end of each training step in which another ``every_n_steps`` updates complete, at the end of every epoch
+    and before every checkpoint is saved (a checkpoint whose loss or parameters are not finite is never
+    written). Reading a flag every update would stall a GPU once per update and cost a third of an MNIST
+    RBM's CPU step (the isfinite of every parameter); so a diverged run goes on for fewer than
+    ``every_n_steps`` more updates (plus the rest of its training step) before it stops, and the message still
+    names the update whose loss first went non-finite. ``lr_key`` is the config key the message suggests lowering.
     """
 
     def __init__(self, *, lr_key: str = "model.lr", every_n_steps: int = 50):
@@ -44,12 +46,17 @@ class StopOnDivergence(pl.Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None or self._first_bad is None:
             return
-        loss = loss.detach().float()
-        new = (self._first_bad < 0) & ~torch.isfinite(loss)  # device ops only: nothing waits for the device
-        self._first_bad.copy_(torch.where(new, trainer.global_step, self._first_bad))
-        self._bad_loss.copy_(torch.where(new, loss, self._bad_loss))
-        self._steps += 1
-        if self._steps % self.every_n_steps == 0:
+        # One loss per update of the step (several for a module making several: lit.common.SeveralUpdatesPerStep),
+        # the last one made by update number global_step.
+        loss = loss.detach().float().reshape(-1)
+        n = len(loss)
+        bad = ~torch.isfinite(loss)
+        first = bad.to(torch.uint8).argmax(0, keepdim=True)  # the first non-finite one (0 when none)
+        new = (self._first_bad < 0) & bad.any()  # device ops only: nothing waits for the device
+        self._first_bad.copy_(torch.where(new, trainer.global_step - n + 1 + first, self._first_bad).squeeze(0))
+        self._bad_loss.copy_(torch.where(new, loss.gather(0, first), self._bad_loss).squeeze(0))
+        before, self._steps = self._steps, self._steps + n
+        if self._steps // self.every_n_steps > before // self.every_n_steps:
             self.check(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -12,7 +12,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from unsupnn.data.budget import check_budget, pick_labelled
-from unsupnn.data.loader import BatchTransform, InMemoryLoader
+from unsupnn.data.loader import BatchGroups, BatchTransform, InMemoryLoader
 from unsupnn.data.mapped import MappedLoader, MappedRows, chunk_rows
 from unsupnn.data.preprocessing import Preprocessing
 from unsupnn.distributed import process_group
@@ -263,7 +263,11 @@ class ArrayDataModule(pl.LightningDataModule):
         # epoch itself, so that epoch's order is set here, from the number Lightning's own set_epoch uses
         # (restored from the checkpoint by now; current_epoch lags by one after an end-of-epoch checkpoint).
         loader.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed if self.trainer is not None else 0)
-        return loader
+        # A module that makes several updates per Lightning step (lit.common.SeveralUpdatesPerStep) gets its
+        # batches in groups of that many: the same batches in the same order, fewer trips through Lightning's loop.
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        n = getattr(module, "batches_per_step", 1)
+        return loader if n == 1 else BatchGroups(loader, n)
 
     def val_dataloader(self):
         return self.loader(self.x_val, self.y_val, shuffle=False) if len(self.x_val) else []

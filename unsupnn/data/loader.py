@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from itertools import islice
+from typing import Callable, Iterable
 
 import torch
 from torch import Tensor
@@ -91,3 +92,36 @@ class InMemoryLoader:
             if self.transform is not None:
                 batch[0] = self.transform(batch[0])
             yield tuple(batch) if len(batch) > 1 else batch[0]
+
+
+class Batches(list):
+    """Consecutive mini-batches served as one item of a training loader: several updates in one Lightning step
+    (``unsupnn.lit.common.SeveralUpdatesPerStep``). A list, so Lightning moves each batch to the device."""
+
+
+class BatchGroups:
+    """Serves the batches of ``loader`` in groups of ``n`` consecutive ones, each a :class:`Batches`.
+
+    The batches, their order and their random transforms are the loader's own; only the number of items
+    Lightning sees changes (the last group of an epoch may be shorter). ``set_epoch`` goes to the loader.
+    """
+
+    def __init__(self, loader: Iterable, n: int):
+        check_batches_per_step(n)
+        self.loader, self.n = loader, n
+
+    def __len__(self) -> int:
+        return -(-len(self.loader) // self.n)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+
+    def __iter__(self):
+        batches = iter(self.loader)
+        while group := Batches(islice(batches, self.n)):
+            yield group
+
+
+def check_batches_per_step(n) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"model.batches_per_step={n!r}; it must be a positive integer (1: one batch per training step)")

@@ -9,14 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from unsupnn.lit.common import EpochMeans, LeanHooks, build_optimizer, check_compile, compiled, inputs_of
+from unsupnn.lit.common import EpochMeans, LeanHooks, SeveralUpdatesPerStep, build_optimizer, check_compile, compiled, inputs_of
 from unsupnn.nn.autoencoder import Autoencoder
 from unsupnn.nn.noise import corrupt
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True}
 
 
-class LitAutoencoder(LeanHooks, pl.LightningModule):
+class LitAutoencoder(LeanHooks, SeveralUpdatesPerStep, pl.LightningModule):
     """Trains an Autoencoder; every keyword argument besides the ones below goes to ``unsupnn.nn.Autoencoder``
     (``hidden_dims``, ``activation``, ``loss``, ``tied``, ``sparsity``, ``corruption``, ...).
 
@@ -25,6 +25,8 @@ class LitAutoencoder(LeanHooks, pl.LightningModule):
     TensorBoard reconstruction grid (``configs/callbacks``). Every argument is a plain value and the full autoencoder config joins the hyper-parameters, so
     checkpoints rebuild with ``weights_only=True``. ``compile``: ``torch.compile`` the objective (forward
     and backward) when training starts: true for the inductor backend, or a backend name (docs/performance.md).
+    ``batches_per_step``: optimizer updates per Lightning training step, one per mini-batch: the same training
+    as one per step, with Lightning's per-step loop paid once per that many (``lit.common.SeveralUpdatesPerStep``).
     """
 
     model_name = "ae"
@@ -38,11 +40,13 @@ class LitAutoencoder(LeanHooks, pl.LightningModule):
         weight_decay: float = 0.0,
         optimizer: dict | None = None,
         compile: bool | str = False,
+        batches_per_step: int = 10,
         **autoencoder: Any,
     ):
         super().__init__()
         check_compile(compile)
         self.save_hyperparameters()
+        self.set_batches_per_step(batches_per_step)
         self.model_name = name
         self.autoencoder = Autoencoder(n_features=n_features, **autoencoder)
         self.hparams.update(self.autoencoder.config)
@@ -78,7 +82,8 @@ class LitAutoencoder(LeanHooks, pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._train_metrics.reset()
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+    def update_loss(self, batch: Any) -> Tensor:
+        """One update's objective; SeveralUpdatesPerStep makes the update."""
         x = inputs_of(batch)
         out = (self._objective or self.autoencoder.objective)(x)
         with torch.no_grad():

@@ -9,14 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from unsupnn.lit.common import EpochMeans, LeanHooks, build_optimizer, check_compile, compiled, inputs_of, log_epoch
+from unsupnn.lit.common import (EpochMeans, LeanHooks, SeveralUpdatesPerStep, build_optimizer, check_compile, compiled,
+                                inputs_of, log_epoch)
 from unsupnn.nn.rbm import RBM, free_energy_gap, pseudo_log_likelihood
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.SGD", "_partial_": True, "momentum": 0.9}
 GIBBS_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
 
 
-class LitRBM(LeanHooks, pl.LightningModule):
+class LitRBM(LeanHooks, SeveralUpdatesPerStep, pl.LightningModule):
     """Trains an RBM by CD-k (``persistent=False``) or PCD-k (``persistent=True``, ``n_chains`` chains).
 
     Every argument is a plain value (checkpoints load with ``torch.load(weights_only=True)``);
@@ -25,6 +26,8 @@ class LitRBM(LeanHooks, pl.LightningModule):
     true for the inductor backend, or a backend name; worth it on a GPU, not on a CPU (docs/performance.md).
     ``gibbs_dtype``: ``bfloat16`` runs the products that only draw the chains' next states (PCD, and CD-k
     beyond its first step) in bf16; statistics, objective and metrics stay float32 (``RBM.cd_step``).
+    ``batches_per_step``: CD updates per Lightning training step, one per mini-batch: the same training as
+    one per step, with Lightning's per-step loop paid once per that many (``lit.common.SeveralUpdatesPerStep``).
     """
 
     model_name = "rbm"
@@ -44,9 +47,11 @@ class LitRBM(LeanHooks, pl.LightningModule):
         fe_gap_examples: int = 500,
         compile: bool | str = False,
         gibbs_dtype: str = "float32",
+        batches_per_step: int = 10,
     ):
         super().__init__()
         self.save_hyperparameters()
+        self.set_batches_per_step(batches_per_step)
         if k < 1:
             raise ValueError(f"model.k={k}: contrastive divergence needs at least one Gibbs step")
         check_compile(compile)
@@ -63,7 +68,9 @@ class LitRBM(LeanHooks, pl.LightningModule):
         self._recon_metrics = EpochMeans(prog_bar=["train/recon"])
         self._val_metrics = EpochMeans(prog_bar=["val/recon"])
         self._cd_step = None  # RBM.cd_step, compiled or not: set when training starts
-        self._recon_every = 1  # PCD: steps between reconstructions of the data (trainer.log_every_n_steps)
+        self._recon_every = 1  # PCD: updates between reconstructions of the data (trainer.log_every_n_steps)
+        self._closed_form = False  # gradients straight from the CD step, without autograd: set when training starts
+        self._step = None  # the last CD step (its statistics give the closed-form gradient)
 
     # the feature map, also what save_encoder exports
     def forward(self, v: Tensor) -> Tensor:
@@ -98,6 +105,10 @@ class LitRBM(LeanHooks, pl.LightningModule):
         self._chains_started = bool(self.chains_ready)
         self._cd_step = compiled(self.rbm.cd_step, self.hparams.get("compile", False))
         self._recon_every = max(1, self.trainer.log_every_n_steps)
+        # The CD gradient in closed form straight into .grad: the numbers loss.backward() gives, without the
+        # autograd engine's pass (2-3 % of an MNIST CD-1 step on a CPU core). Only where nothing else needs that
+        # pass: one process (DDP's all-reduce hooks into it) and full precision (a gradient scaler scales it).
+        self._closed_form = self.trainer.world_size == 1 and self.trainer.precision in ("32-true", "64-true")
         # Hinton's init of the visible biases needs the data; only on a fresh run, never on resume.
         dm = getattr(self.trainer, "datamodule", None)
         if self.global_step == 0 and getattr(dm, "x_train", None) is not None:
@@ -107,7 +118,8 @@ class LitRBM(LeanHooks, pl.LightningModule):
         self._train_metrics.reset()
         self._recon_metrics.reset()
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+    def update_loss(self, batch: Any) -> Tensor:
+        """One CD update's objective (its backward is the CD gradient); SeveralUpdatesPerStep makes the update."""
         v = inputs_of(batch)
         chains = self.chains if self.hparams.persistent else None
         if chains is not None and not self._chains_started:
@@ -118,12 +130,13 @@ class LitRBM(LeanHooks, pl.LightningModule):
             self._chains_started = True
         # One fused CD step (unsupnn.nn.rbm.RBM.cd_step): each matrix product once, the gradient in closed form.
         # PCD's reconstruction of the data is there for the metric alone (a product and a random draw):
-        # made every log_every_n_steps steps, whose mean train/recon then is. CD-k's comes with its chain.
-        reconstruct = chains is None or batch_idx % self._recon_every == 0
+        # made every log_every_n_steps updates, whose mean train/recon then is. CD-k's comes with its chain.
+        reconstruct = chains is None or self.global_step % self._recon_every == 0
         step = (self._cd_step or self.rbm.cd_step)(v, self.hparams.k, chains, gibbs_dtype=self._gibbs_dtype,
                                                    reconstruct=reconstruct)
         if chains is not None:
             self.chains.copy_(step.v_model)
+        self._step = step
         self._train_metrics.add({"train/cd_loss": step.loss}, len(v))
         if step.recon is not None:
             with torch.no_grad():
@@ -131,7 +144,14 @@ class LitRBM(LeanHooks, pl.LightningModule):
             self._recon_metrics.add({"train/recon": recon}, len(v))
         return step.loss
 
+    def backward_update(self, loss: Tensor) -> None:
+        if not self._closed_form:
+            return super().backward_update(loss)
+        for p, g in zip((self.rbm.W, self.rbm.b, self.rbm.c), self._step.gradients()):
+            p.grad = g
+
     def on_train_epoch_end(self) -> None:
+        self._step = None  # nothing held from one epoch to the next
         self._train_metrics.log(self)
         self._recon_metrics.log(self)
 

@@ -32,6 +32,12 @@ class CDStep(NamedTuple):
     loss: Tensor  # mean F(v_data) - mean F(v_model); its gradient is the CD update
     v_model: Tensor  # the negative particles (the new chain state under PCD)
     recon: Tensor | None  # E[v_1 | h_0]: the one-step reconstruction of v_data from a sampled hidden state
+    statistics: tuple[Tensor, Tensor, Tensor, Tensor] = ()  # v_data, h_data, v_model, h_model
+
+    def gradients(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The gradient of ``loss`` with respect to (W, b, c), in closed form: what ``loss.backward()`` gives,
+        bit for bit, without a trip through the autograd engine."""
+        return cd_gradients(*self.statistics, self.loss.new_ones(()))
 
 
 def softplus(x: Tensor) -> Tensor:
@@ -69,13 +75,17 @@ class _CDObjective(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        v_data, h_data, v_model, h_model = ctx.saved_tensors
-        s_data, s_model = grad / len(v_data), grad / len(v_model)  # tensors: no host sync
-        hd, hm = flush_tiny_(h_data * s_data), flush_tiny_(h_model * s_model)
-        grad_W = torch.addmm(hm.t() @ v_model, hd.t(), v_data, alpha=-1)  # hm^T v_m - hd^T v_d in two products
-        grad_b = v_model.sum(0) * s_model - v_data.sum(0) * s_data
-        grad_c = hm.sum(0) - hd.sum(0)
-        return grad_W, grad_b, grad_c, None, None, None, None, None, None
+        return *cd_gradients(*ctx.saved_tensors, grad), None, None, None, None, None, None
+
+
+def cd_gradients(v_data: Tensor, h_data: Tensor, v_model: Tensor, h_model: Tensor, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``grad`` times the gradient of mean F(v_data) - mean F(v_model) in (W, b, c): -(<h v>_data - <h v>_model)."""
+    s_data, s_model = grad / len(v_data), grad / len(v_model)  # tensors: no host sync
+    hd, hm = flush_tiny_(h_data * s_data), flush_tiny_(h_model * s_model)
+    grad_W = torch.addmm(hm.t() @ v_model, hd.t(), v_data, alpha=-1)  # hm^T v_m - hd^T v_d in two products
+    grad_b = v_model.sum(0) * s_model - v_data.sum(0) * s_data
+    grad_c = hm.sum(0) - hd.sum(0)
+    return grad_W, grad_b, grad_c
 
 
 class RBM(nn.Module):
@@ -250,7 +260,7 @@ class RBM(nn.Module):
             h_model = torch.sigmoid(pre_model)
             f_data, f_model = self._free_energy(v_data, pre_data), self._free_energy(v_model, pre_model)
         loss = _CDObjective.apply(W, b, c, v_data, h_data, f_data, v_model, h_model, f_model)
-        return CDStep(loss, v_model, recon)
+        return CDStep(loss, v_model, recon, (v_data, h_data, v_model, h_model))
 
     @torch.no_grad()
     def negative_phase(
