@@ -58,11 +58,16 @@ def _cases(tmp_path: Path) -> dict[str, tuple[list[str], tuple[str, ...]]]:
                                           ("fewer than one batch", "data.batch_size=32", "lower data.batch_size")),
         "labels missing for the classifier": (["unsupnn-pretrain", "data=npy", f"data.path={_npy(tmp_path, 'ok.npy', rng.random((200, 4)))}"],
                                               ("has no labels", "unsupnn-train")),
+        "gradient clipping of an RBM": (["unsupnn-train", "+trainer.gradient_clip_val=1.0"],
+                                        ("trainer.gradient_clip_val=1.0", "make their own updates", "lower model.lr")),
+        "gradient accumulation of a stack": (["unsupnn-train", "model=sda", "model.hidden=[8]", "+trainer.accumulate_grad_batches=4"],
+                                             ("trainer.accumulate_grad_batches=4", "raise data.batch_size")),
     }
 
 
 CASES = ["unknown key", "wrong type", "unknown model", "unknown data", "malformed override", "nan in data",
-         "outside [0, 1] for bernoulli", "empty data", "fewer examples than one batch", "labels missing for the classifier"]
+         "outside [0, 1] for bernoulli", "empty data", "fewer examples than one batch", "labels missing for the classifier",
+         "gradient clipping of an RBM", "gradient accumulation of a stack"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -57,11 +57,30 @@ def _trainer(cfg: DictConfig, run_dir: Path, phase: str, *, max_epochs: int | No
     if max_epochs is not None:
         overrides["max_epochs"] = max_epochs
     lr_key = "model.lr" if phase == "pretrain" else "model.layer.lr" if phase.startswith("pretrain/") else "classifier.lr"
+    if phase.startswith("pretrain"):
+        _check_own_updates(cfg.trainer)
     divergence = StopOnDivergence(lr_key=lr_key)
     callbacks = [*monitors, divergence, RandomState(), checkpoint]
     if monitor and patience:  # patience counts validation checks without a new best
         callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=patience))
     return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()], **overrides)
+
+
+def _check_own_updates(trainer_cfg: DictConfig) -> None:
+    """RBMs and autoencoders make their own updates (lit.common.SeveralUpdatesPerStep), which the Trainer's
+    gradient clipping and accumulation cannot reach; Lightning would refuse them with a traceback."""
+    clip, accumulate = trainer_cfg.get("gradient_clip_val"), trainer_cfg.get("accumulate_grad_batches") or 1
+    if clip:
+        raise ValueError(
+            f"trainer.gradient_clip_val={clip}: RBMs and autoencoders make their own updates (model.batches_per_step "
+            "of them per training step), which the Trainer's gradient clipping does not reach; drop "
+            "trainer.gradient_clip_val, or lower model.lr if the updates are too large"
+        )
+    if accumulate != 1:
+        raise ValueError(
+            f"trainer.accumulate_grad_batches={accumulate}: RBMs and autoencoders make one update per mini-batch "
+            "themselves, which the Trainer does not accumulate; raise data.batch_size instead"
+        )
 
 
 def _scalars(metrics: dict) -> dict[str, float]:
