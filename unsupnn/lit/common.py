@@ -102,8 +102,8 @@ class SeveralUpdatesPerStep:
     bar, ``limit_train_batches``, an integer ``val_check_interval``) counts groups. A datamodule of one's own
     that serves single batches works too, one update per step.
 
-    Each update is Lightning's manual optimization: ``zero_grad``, ``manual_backward`` (which also runs DDP's
-    gradient all-reduce and any precision plugin) and ``step`` of the one optimizer, so optimizer hooks and
+    Each update is Lightning's manual optimization: the gradients set to None, ``manual_backward`` (which also
+    runs DDP's gradient all-reduce and any precision plugin) and ``step`` of the one optimizer, so optimizer hooks and
     ``global_step`` see every update. Subclasses set ``batches_per_step`` and implement ``update_loss``; one
     whose gradient has a closed form may override ``backward_update``.
     """
