@@ -106,6 +106,20 @@ def test_stochastic_binarize_draws_fresh_binary_batches_for_pretraining_only():
     assert torch.all(next(iter(dm.val_dataloader()))[0][:, 0] == torch.tensor(0.3))  # validation metrics: grey
 
 
+def test_stochastic_binarize_draws_from_the_epochs_own_generator():
+    # A function of (seed, epoch): what else draws from torch's global generator in between changes nothing.
+    dm = ids_module(n=400, batch_size=100, test_fraction=0.0, val_fraction=0.0, binarize="stochastic")
+    dm.setup()
+    loader = dm.train_dataloader()
+    draws = []
+    for epoch, noise in ((3, 0), (3, 1000), (4, 0)):
+        loader.set_epoch(epoch)
+        torch.rand(noise)  # another user of the global generator
+        draws.append(torch.cat([x for x, _ in loader]))
+    assert set(draws[0].unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+
+
 def test_threshold_binarize_and_the_range_check_of_stochastic():
     dm = ids_module(n=50, batch_size=50, test_fraction=0.0, val_fraction=0.0, binarize="threshold", binarize_threshold=0.5)
     dm.setup()

@@ -259,14 +259,14 @@ def _trainer(device: torch.device, *, divergence_check: bool):
     )
 
 
-def _datamodule(x: torch.Tensor, batch: int):
+def _datamodule(x: torch.Tensor, batch: int, **options):
     from unsupnn.data import ArrayDataModule
 
     class Data(ArrayDataModule):
         def load_arrays(self):
             return x.cpu().numpy(), None
 
-    dm = Data(batch_size=batch, val_fraction=0.0, test_fraction=0.0, on_device=x.device.type == "cuda")
+    dm = Data(batch_size=batch, val_fraction=0.0, test_fraction=0.0, on_device=x.device.type == "cuda", **options)
     dm.setup()
     return dm
 

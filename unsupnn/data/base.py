@@ -26,8 +26,8 @@ def binarizer(kind: str, threshold: float) -> BatchTransform | None:
     if kind not in BINARIZE:
         raise ValueError(f"data.binarize={kind!r}; use one of {BINARIZE}")
     if kind == "threshold":
-        return lambda x: (x > threshold).to(x.dtype)
-    return bernoulli if kind == "stochastic" else None
+        return lambda x, generator=None: (x > threshold).to(x.dtype)
+    return bernoulli if kind == "stochastic" else None  # bernoulli(p, generator)
 
 
 def check_labels(y, n: int, where: str) -> np.ndarray:

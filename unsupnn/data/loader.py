@@ -10,13 +10,23 @@ from torch import Tensor
 
 from unsupnn.distributed import batch_bounds, check_shardable, n_steps
 
-BatchTransform = Callable[[Tensor], Tensor]
+BatchTransform = Callable[[Tensor, torch.Generator], Tensor]  # inputs, and the generator of any random draw
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
     """The shuffled order of epoch ``epoch``: a function of (seed, epoch) only, so a resumed run repeats it."""
     gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return torch.randperm(n, generator=gen)
+
+
+def transform_generator(seed: int, epoch: int, rank: int, device: torch.device) -> torch.Generator:
+    """The generator of epoch ``epoch``'s random batch transforms (stochastic binarisation) on process ``rank``.
+
+    A function of (seed, epoch, rank) only, like the shuffle: the draws do not depend on whatever else uses the
+    global generator (the model's own sampling, how many batches a training step takes), and a resumed run
+    repeats them.
+    """
+    return torch.Generator(device=device).manual_seed((seed * 100_003 + epoch) * 1_009 + rank + 1)
 
 
 def check_batch_size(batch_size: int) -> None:
@@ -30,7 +40,8 @@ class InMemoryLoader:
     Each epoch with ``shuffle`` the tensors are permuted once (one gather per epoch) and batches are
     views into the permuted copy, so a step costs a slice, not a Python loop over examples.
     ``transform`` (e.g. stochastic binarisation) is applied to the inputs of each batch as it is served,
-    so no transformed copy of the data is stored and a random transform is drawn afresh every epoch.
+    so no transformed copy of the data is stored and a random transform is drawn afresh every epoch, from
+    the epoch's own generator (``transform_generator``).
     With ``world_size > 1`` each epoch is dealt out over the processes (``unsupnn.distributed``): rank
     ``rank`` serves its disjoint share, in as many batches as every other rank.
     ``pin_memory`` (CPU tensors, with CUDA available): batches are views of page-locked memory, so their
@@ -86,11 +97,12 @@ class InMemoryLoader:
             if self._pinned is None:
                 self._pinned = tuple(t.pin_memory() for t in tensors)
             tensors = self._pinned
+        generator = transform_generator(self.seed, self.epoch, self.rank, tensors[0].device) if self.transform else None
         self.epoch += 1
         for start, stop in batch_bounds(len(tensors[0]), self.batch_size, len(self), self.drop_last):
             batch = [t[start:stop] for t in tensors]
             if self.transform is not None:
-                batch[0] = self.transform(batch[0])
+                batch[0] = self.transform(batch[0], generator)
             yield tuple(batch) if len(batch) > 1 else batch[0]
 
 

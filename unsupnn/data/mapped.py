@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from unsupnn.data.loader import BatchTransform, check_batch_size, epoch_permutation
+from unsupnn.data.loader import BatchTransform, check_batch_size, epoch_permutation, transform_generator
 from unsupnn.distributed import batch_bounds, check_shardable, n_steps
 
 CHUNK_BYTES = 32 * 2**20  # rows read at a time by full passes (statistics, checks)
@@ -150,6 +150,7 @@ class MappedLoader:
         n = len(self.x)
         order = epoch_permutation(n, self.seed, self.epoch).numpy() if self.shuffle else np.arange(n)
         order = order[self.rank :: self.world_size]
+        generator = transform_generator(self.seed, self.epoch, self.rank, torch.device("cpu")) if self.transform else None
         self.epoch += 1
         bounds = batch_bounds(len(order), self.batch_size, len(self), drop_last=False)
         batches = [np.sort(order[start:stop]) for start, stop in bounds]
@@ -160,5 +161,5 @@ class MappedLoader:
             reader = (source[i] for i in range(len(source)))
         for batch in reader:
             if self.transform is not None:
-                batch = self.transform(batch) if self.y is None else (self.transform(batch[0]), batch[1])
+                batch = self.transform(batch, generator) if self.y is None else (self.transform(batch[0], generator), batch[1])
             yield batch
