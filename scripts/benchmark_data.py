@@ -58,7 +58,7 @@ def ms_per_batch(loader, device: torch.device, *, epochs: int, max_batches: int 
 
 
 def ms_per_cd1_step(x: torch.Tensor, n_hidden: int, batch_size: int, device: torch.device, *, steps: int, repeats: int) -> float:
-    """What LitRBM.training_step computes for CD-1, plus the optimizer step, without logging."""
+    """What one CD-1 update of LitRBM computes, plus the optimizer step, without logging."""
     torch.manual_seed(0)
     rbm = RBM(n_visible=x.shape[1], n_hidden=n_hidden).to(device)
     opt = torch.optim.SGD(rbm.parameters(), lr=0.05, momentum=0.9)
